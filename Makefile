@@ -1,0 +1,62 @@
+# Catalog CQRS — every workflow goes through these targets. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export UV_PYTHON_DOWNLOADS := never
+
+UV := $(shell deploy/local/ensure-uv)
+STACKCTL := deploy/local/stackctl
+PYTEST := $(UV) run --frozen pytest
+
+.PHONY: help
+help: ## List every target with what it does
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: sync
+sync: ## Install the workspace (one virtualenv, from uv.lock)
+	$(UV) sync --frozen
+
+.PHONY: lock
+lock: ## Re-resolve uv.lock after changing dependencies
+	$(UV) lock
+
+.PHONY: up
+up: sync ## Install what is missing and start the whole stack; writes .run/stack.env
+	$(STACKCTL) up
+
+.PHONY: down
+down: ## Stop the whole stack (no process left behind)
+	$(STACKCTL) down
+
+.PHONY: status
+status: ## Show the state of every part of the stack
+	$(STACKCTL) status
+
+.PHONY: test
+test: sync ## Run the whole test suite (starts its own stack on free ports)
+	$(PYTEST) tests
+
+.PHONY: test-unit
+test-unit: sync ## Unit and contract tests only (no servers)
+	$(PYTEST) tests/unit tests/contract
+
+.PHONY: lint
+lint: sync ## Check formatting and lint (never rewrites files)
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen ruff check .
+
+.PHONY: format
+format: sync ## Format and fix what ruff can fix
+	$(UV) run --frozen ruff format .
+	$(UV) run --frozen ruff check --fix .
+
+.PHONY: typecheck
+typecheck: sync ## mypy --strict over every package
+	$(UV) run --frozen mypy shared-contracts/src service-runtime/src command-service/src projector/src query-service/src
+
+.PHONY: schemas
+schemas: sync ## Regenerate the committed JSON Schemas from the contract models
+	$(UV) run --frozen python shared-contracts/scripts/write_schemas.py
+
+.PHONY: clean
+clean: down ## Stop the stack and delete runtime state under .run/
+	rm -rf .run

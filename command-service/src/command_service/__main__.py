@@ -1,0 +1,57 @@
+"""`command-service` command line: serve the API, run the relay, migrate, create topics."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+import uvloop
+from service_runtime.serving import configure_logging, serve
+
+from command_service.settings import CommandSettings
+
+log = logging.getLogger("command_service")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the command-service image."""
+    parser = argparse.ArgumentParser(prog="command-service", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="serve the command HTTP API")
+    sub.add_parser("relay", help="publish the outbox to Kafka (leader-elected)")
+    sub.add_parser("migrate", help="apply pending database migrations and exit")
+    sub.add_parser("ensure-topics", help="create the events and dead-letter topics if missing")
+    args = parser.parse_args(argv)
+
+    configure_logging()
+    settings = CommandSettings()
+    if args.command == "serve":
+        from command_service.bootstrap import create_app
+
+        serve(create_app(settings), host=settings.host, port=settings.port)
+    elif args.command == "relay":
+        from command_service.relay.bootstrap import run_relay
+
+        uvloop.run(run_relay(settings))
+    elif args.command == "migrate":
+        from command_service.adapters.migrate import migrate
+
+        applied = asyncio.run(migrate(settings.dsn))
+        log.info("migrations applied: %s", applied or "none pending")
+    elif args.command == "ensure-topics":
+        from command_service.relay.topics import ensure_topics
+
+        created = asyncio.run(
+            ensure_topics(
+                settings.kafka_bootstrap_servers,
+                settings.events_topic,
+                partitions=settings.topic_partitions,
+                min_compaction_lag_ms=settings.topic_min_compaction_lag_ms,
+            )
+        )
+        log.info("topics created: %s", created or "none (all exist)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Maps command-side errors to RFC 9457 problem documents; nothing expected ends as a 500."""
+
+from __future__ import annotations
+
+import logging
+
+from catalog_contracts.problems import Problem, problem, validation_problem
+from fastapi import FastAPI, Request
+from service_runtime.problems import install_problem_handlers, problem_response
+from starlette.responses import Response
+
+from command_service.adapters.postgres import StorageUnavailable
+from command_service.domain.errors import (
+    DomainError,
+    IdempotencyKeyInFlight,
+    IdempotencyKeyReused,
+    InsufficientStock,
+    InvalidValue,
+    ProductDiscontinued,
+    ProductNotFound,
+    StockLimitExceeded,
+    VersionMismatch,
+)
+
+log = logging.getLogger(__name__)
+
+
+def domain_problem(exc: DomainError, instance: str) -> Problem:
+    """The problem document of a domain error."""
+    match exc:
+        case InvalidValue():
+            return validation_problem(
+                [{"loc": ("body", exc.field), "msg": exc.message, "type": "value_error"}],
+                instance=instance,
+            )
+        case ProductNotFound():
+            return problem(404, "product-not-found", str(exc), instance=instance)
+        case ProductDiscontinued():
+            return problem(409, "product-discontinued", str(exc), instance=instance)
+        case InsufficientStock():
+            return problem(
+                409,
+                "insufficient-stock",
+                str(exc),
+                instance=instance,
+                available=exc.available,
+                requested=exc.requested,
+            )
+        case StockLimitExceeded():
+            return problem(409, "stock-limit-exceeded", str(exc), instance=instance)
+        case VersionMismatch():
+            return problem(
+                412, "version-mismatch", str(exc), instance=instance, current_version=exc.actual
+            )
+        case IdempotencyKeyReused():
+            return problem(422, "idempotency-key-reused", str(exc), instance=instance)
+        case IdempotencyKeyInFlight():
+            return problem(409, "idempotency-key-in-flight", str(exc), instance=instance)
+    return problem(400, None, str(exc), instance=instance)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Generic problem handlers plus the command side's own errors."""
+    install_problem_handlers(app)
+
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> Response:
+        doc = domain_problem(exc, request.url.path)
+        headers = {"ETag": f'"{exc.actual}"'} if isinstance(exc, VersionMismatch) else None
+        return problem_response(doc, headers)
+
+    @app.exception_handler(StorageUnavailable)
+    async def _storage(request: Request, exc: StorageUnavailable) -> Response:
+        log.warning("write model unavailable: %s", exc)
+        doc = problem(
+            503,
+            "storage-unavailable",
+            "the write model is unavailable; retry later",
+            instance=request.url.path,
+        )
+        return problem_response(doc, {"Retry-After": "1"})

@@ -1,0 +1,209 @@
+"""Command endpoints: parse the request into a command, await one handler, return the result."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+from uuid import UUID, uuid4
+
+import orjson
+from fastapi import APIRouter, Body, Depends, Header, Request, Response
+
+from command_service.api.schemas import (
+    AdjustStockRequest,
+    ChangePriceRequest,
+    CommandAccepted,
+    CreateProductRequest,
+    DiscontinueRequest,
+    StockAdjusted,
+    UpdateDetailsRequest,
+)
+from command_service.domain.model import DetailField
+from command_service.handlers import (
+    AdjustStock,
+    ChangePrice,
+    CommandHandlers,
+    CommandResult,
+    CreateProduct,
+    Discontinue,
+    RequestContext,
+    StoredResponse,
+    UpdateDetails,
+    request_fingerprint,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["commands"])
+
+_ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
+# An If-Match that names no version this API issues can never match.
+_UNMATCHABLE = -1
+
+
+def get_handlers(request: Request) -> CommandHandlers:
+    handlers: CommandHandlers = request.app.state.handlers
+    return handlers
+
+
+def get_context(
+    if_match: Annotated[str | None, Header()] = None,
+    x_correlation_id: Annotated[str | None, Header(max_length=200)] = None,
+    x_request_id: Annotated[str | None, Header(max_length=200)] = None,
+    x_causation_id: Annotated[str | None, Header(max_length=200)] = None,
+    traceparent: Annotated[str | None, Header(max_length=55)] = None,
+) -> RequestContext:
+    expected: int | None = None
+    if if_match is not None and if_match.strip() != "*":
+        match = _ETAG.match(if_match)
+        expected = int(match[1]) if match else _UNMATCHABLE
+    return RequestContext(
+        correlation_id=x_correlation_id or x_request_id or str(uuid4()),
+        causation_id=x_causation_id,
+        traceparent=traceparent,
+        expected_version=expected,
+    )
+
+
+Handlers = Annotated[CommandHandlers, Depends(get_handlers)]
+Context = Annotated[RequestContext, Depends(get_context)]
+ProductId = Annotated[UUID, "product id"]
+
+_CONFLICTS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "Unknown product"},
+    409: {"description": "Discontinued product, insufficient stock or key in flight"},
+    412: {"description": "If-Match names a stale version"},
+    413: {"description": "Body larger than 64 KiB"},
+    422: {"description": "Invalid field (named in the problem document)"},
+}
+
+
+def _accepted(result: CommandResult, response: Response) -> CommandAccepted:
+    response.headers["ETag"] = f'"{result.product.version}"'
+    return CommandAccepted(id=result.product.id, version=result.product.version)
+
+
+@router.post(
+    "/products",
+    status_code=201,
+    response_model=CommandAccepted,
+    responses=_CONFLICTS,
+    summary="Create a product",
+)
+async def create_product(
+    body: CreateProductRequest,
+    request: Request,
+    response: Response,
+    handlers: Handlers,
+    context: Context,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
+) -> Any:
+    command = CreateProduct(
+        name=body.name,
+        description=body.description,
+        category=body.category,
+        price=body.price,
+        stock=body.stock,
+    )
+
+    def respond(result: CommandResult) -> StoredResponse:
+        product = result.product
+        return StoredResponse(
+            201,
+            {"id": str(product.id), "version": product.version},
+            {"Location": f"/api/v1/products/{product.id}", "ETag": f'"{product.version}"'},
+        )
+
+    fingerprint = request_fingerprint(body.model_dump(mode="json")) if idempotency_key else None
+    outcome = await handlers.create_product(
+        command,
+        context,
+        idempotency_key=idempotency_key,
+        request_hash=fingerprint,
+        respond=respond,
+    )
+    if isinstance(outcome, StoredResponse):
+        replay = Response(
+            content=orjson.dumps(outcome.body),
+            status_code=outcome.status,
+            media_type="application/json",
+            headers=outcome.headers,
+        )
+        replay.headers["Idempotent-Replayed"] = "true"
+        return replay
+    stored = respond(outcome)
+    response.headers.update(stored.headers)
+    return CommandAccepted(id=outcome.product.id, version=outcome.product.version)
+
+
+@router.patch(
+    "/products/{product_id}",
+    response_model=CommandAccepted,
+    responses=_CONFLICTS,
+    summary="Change name, description or category",
+)
+async def update_details(
+    product_id: ProductId,
+    body: UpdateDetailsRequest,
+    response: Response,
+    handlers: Handlers,
+    context: Context,
+) -> CommandAccepted:
+    changes: dict[DetailField, str | None] = body.model_dump(exclude_unset=True)  # type: ignore[assignment]
+    result = await handlers.update_details(UpdateDetails(product_id, changes), context)
+    return _accepted(result, response)
+
+
+@router.put(
+    "/products/{product_id}/price",
+    response_model=CommandAccepted,
+    responses=_CONFLICTS,
+    summary="Set the price",
+)
+async def change_price(
+    product_id: ProductId,
+    body: ChangePriceRequest,
+    response: Response,
+    handlers: Handlers,
+    context: Context,
+) -> CommandAccepted:
+    result = await handlers.change_price(ChangePrice(product_id, body.price), context)
+    return _accepted(result, response)
+
+
+@router.post(
+    "/products/{product_id}/stock-adjustments",
+    response_model=StockAdjusted,
+    responses=_CONFLICTS,
+    summary="Add or remove stock",
+)
+async def adjust_stock(
+    product_id: ProductId,
+    body: AdjustStockRequest,
+    response: Response,
+    handlers: Handlers,
+    context: Context,
+) -> StockAdjusted:
+    result = await handlers.adjust_stock(
+        AdjustStock(product_id, body.quantity_change, body.reason), context
+    )
+    response.headers["ETag"] = f'"{result.product.version}"'
+    return StockAdjusted(
+        id=result.product.id, version=result.product.version, stock=result.product.stock
+    )
+
+
+@router.delete(
+    "/products/{product_id}",
+    response_model=CommandAccepted,
+    responses=_CONFLICTS,
+    summary="Discontinue a product",
+)
+async def discontinue(
+    product_id: ProductId,
+    response: Response,
+    handlers: Handlers,
+    context: Context,
+    body: Annotated[DiscontinueRequest | None, Body()] = None,
+) -> CommandAccepted:
+    reason = body.reason if body else None
+    result = await handlers.discontinue(Discontinue(product_id, reason), context)
+    return _accepted(result, response)

@@ -1,0 +1,77 @@
+"""HTTP request and response bodies of the command API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from catalog_contracts.money import Price
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+
+from command_service.domain.model import (
+    CATEGORY_MAX,
+    DESCRIPTION_MAX,
+    NAME_MAX,
+    REASON_MAX,
+    STOCK_LIMIT,
+)
+
+Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX, pattern=r"\S")]
+Description = Annotated[str, Field(max_length=DESCRIPTION_MAX)]
+Category = Annotated[str, Field(min_length=1, max_length=CATEGORY_MAX, pattern=r"\S")]
+Reason = Annotated[str, Field(max_length=REASON_MAX)]
+
+
+class Body(BaseModel):
+    """Request bodies reject unknown fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateProductRequest(Body):
+    name: Name
+    description: Description | None = None
+    category: Category
+    price: Price
+    stock: Annotated[StrictInt, Field(ge=0, le=STOCK_LIMIT)]
+
+
+class UpdateDetailsRequest(Body):
+    name: Name | None = None
+    description: Description | None = None
+    category: Category | None = None
+
+    @field_validator("name", "category", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("must not be null")
+        return value
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> UpdateDetailsRequest:
+        if not self.model_fields_set:
+            raise ValueError("give at least one of name, description, category")
+        return self
+
+
+class ChangePriceRequest(Body):
+    price: Price
+
+
+class AdjustStockRequest(Body):
+    quantity_change: Annotated[StrictInt, Field(ge=-STOCK_LIMIT, le=STOCK_LIMIT)]
+    reason: Reason | None = None
+
+
+class DiscontinueRequest(Body):
+    reason: Reason | None = None
+
+
+class CommandAccepted(BaseModel):
+    id: UUID
+    version: int
+
+
+class StockAdjusted(CommandAccepted):
+    stock: int

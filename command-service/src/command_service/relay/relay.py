@@ -1,0 +1,247 @@
+"""The outbox relay: publishes committed outbox rows to Kafka, in order, keyed by product id.
+
+Exactly one relay is active at a time: it holds a PostgreSQL session advisory lock on the
+connection it reads and marks the outbox with, so losing that connection also ends its
+leadership. It selects what is still unpublished (not "id > last published": outbox ids are
+not commit order), and marks rows only after Kafka acknowledged every message of the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from command_service.adapters.postgres import OUTBOX_CHANNEL, init_connection
+
+log = logging.getLogger(__name__)
+
+RELAY_LOCK_KEY = 0x72656C6179  # "relay"
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    dsn: str
+    topic: str
+    batch_size: int = 500
+    poll_interval: float = 1.0
+    use_notify: bool = True
+    lock_retry: float = 1.0
+    retention_seconds: int = 24 * 3600
+    purge_interval: float = 60.0
+    max_backoff: float = 10.0
+
+
+class RelayMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.published = Counter(
+            "relay_events_published_total",
+            "Outbox events acknowledged by Kafka",
+            ["event_type"],
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "relay_batch_size",
+            "Events per published batch",
+            registry=registry,
+            buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 5000),
+        )
+        self.commit_to_publish = Histogram(
+            "relay_commit_to_publish_seconds",
+            "Time from outbox insert to Kafka acknowledgement",
+            registry=registry,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30),
+        )
+        self.leader = Gauge(
+            "relay_is_leader", "1 while this relay holds the lock", registry=registry
+        )
+        self.failures = Counter(
+            "relay_failures_total",
+            "Publishing cycles that failed and were retried",
+            registry=registry,
+        )
+        self.purged = Counter(
+            "relay_outbox_purged_total",
+            "Published outbox rows deleted after retention",
+            registry=registry,
+        )
+
+
+ProducerFactory = Callable[[], AIOKafkaProducer]
+
+
+class OutboxRelay:
+    """Leader-elected publisher of the outbox table."""
+
+    def __init__(
+        self, config: RelayConfig, producer_factory: ProducerFactory, metrics: RelayMetrics
+    ) -> None:
+        self._config = config
+        self._producer_factory = producer_factory
+        self._metrics = metrics
+        self._wake = asyncio.Event()
+        self.is_leader = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Campaign for leadership and publish while leader, until `stop` is set."""
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                led = await self._lead(stop)
+                backoff = 0.5
+                if not led:
+                    await _wait(stop, self._config.lock_retry)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                self._metrics.failures.inc()
+                log.warning(
+                    "relay cycle failed (%s: %s); retrying in %.1fs",
+                    type(exc).__name__,
+                    exc,
+                    backoff,
+                )
+                await _wait(stop, backoff)
+                backoff = min(backoff * 2, self._config.max_backoff)
+
+    async def _lead(self, stop: asyncio.Event) -> bool:
+        conn: asyncpg.Connection = await asyncpg.connect(self._config.dsn)
+        try:
+            await init_connection(conn)
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
+                return False
+            self.is_leader = True
+            self._metrics.leader.set(1)
+            log.info("relay is the leader; publishing to %s", self._config.topic)
+            if self._config.use_notify:
+                await conn.add_listener(OUTBOX_CHANNEL, self._notified)
+            producer = self._producer_factory()
+            try:
+                await producer.start()
+                await self._publish_loop(conn, producer, stop)
+            finally:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+            return True
+        finally:
+            self.is_leader = False
+            self._metrics.leader.set(0)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 5)
+
+    def _notified(self, *_: object) -> None:
+        self._wake.set()
+
+    async def _publish_loop(
+        self, conn: asyncpg.Connection, producer: AIOKafkaProducer, stop: asyncio.Event
+    ) -> None:
+        last_purge = 0.0
+        backoff = 0.5
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                published = await self.publish_batch(conn, producer)
+                backoff = 0.5
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                raise
+            except Exception as exc:  # Kafka unavailable or timing out: keep the lock, retry
+                self._metrics.failures.inc()
+                log.warning(
+                    "publishing failed (%s: %s); retrying in %.1fs",
+                    type(exc).__name__,
+                    exc,
+                    backoff,
+                )
+                await _wait(stop, backoff)
+                backoff = min(backoff * 2, self._config.max_backoff)
+                continue
+            now = time.monotonic()
+            if now - last_purge >= self._config.purge_interval:
+                await self.purge(conn)
+                last_purge = now
+            if published < self._config.batch_size:
+                await self._idle(conn, stop)
+
+    async def _idle(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
+        waiters = [asyncio.ensure_future(stop.wait())]
+        if self._config.use_notify:
+            waiters.append(asyncio.ensure_future(self._wake.wait()))
+        try:
+            await asyncio.wait(
+                waiters, timeout=self._config.poll_interval, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        if conn.is_closed():
+            raise asyncpg.InterfaceError("leadership connection closed")
+
+    async def publish_batch(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> int:
+        """Publish the oldest unpublished rows; mark them once Kafka acknowledged all of them."""
+        rows = await conn.fetch(
+            """
+            SELECT id, aggregate_id, event_type, payload::text AS payload, headers, created_at
+              FROM outbox
+             WHERE published_at IS NULL
+             ORDER BY id
+             LIMIT $1
+            """,
+            self._config.batch_size,
+        )
+        if not rows:
+            return 0
+        futures = []
+        for row in rows:
+            headers = [(name, str(value).encode()) for name, value in row["headers"].items()]
+            futures.append(
+                await producer.send(
+                    self._config.topic,
+                    value=row["payload"].encode(),
+                    key=str(row["aggregate_id"]).encode(),
+                    headers=headers,
+                )
+            )
+        await asyncio.gather(*futures)
+        await conn.execute(
+            "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+            [row["id"] for row in rows],
+        )
+        self._metrics.batch_size.observe(len(rows))
+        now = time.time()
+        for row in rows:
+            self._metrics.published.labels(row["event_type"]).inc()
+            self._metrics.commit_to_publish.observe(max(0.0, now - row["created_at"].timestamp()))
+        return len(rows)
+
+    async def purge(self, conn: asyncpg.Connection) -> int:
+        """Delete published rows older than the retention period, in bounded chunks."""
+        total = 0
+        while True:
+            status = await conn.execute(
+                """
+                DELETE FROM outbox WHERE id IN (
+                    SELECT id FROM outbox
+                     WHERE published_at IS NOT NULL
+                       AND published_at < now() - make_interval(secs => $1)
+                     LIMIT 5000)
+                """,
+                float(self._config.retention_seconds),
+            )
+            deleted = int(status.split()[-1])
+            total += deleted
+            if deleted < 5000:
+                break
+        if total:
+            self._metrics.purged.inc(total)
+            log.info("purged %d published outbox rows", total)
+        return total
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

@@ -1,0 +1,56 @@
+"""Settings of the command service and its relay, from the environment (prefix COMMAND_)."""
+
+from __future__ import annotations
+
+from catalog_contracts.events import EVENTS_TOPIC
+from pydantic import AliasChoices, Field, PostgresDsn, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommandSettings(BaseSettings):
+    """Everything the command-service and relay processes read from their environment."""
+
+    model_config = SettingsConfigDict(env_prefix="COMMAND_", extra="ignore", frozen=True)
+
+    environment: str = Field(
+        "development", validation_alias=AliasChoices("COMMAND_ENVIRONMENT", "ENVIRONMENT")
+    )
+    database_url: PostgresDsn = Field(
+        PostgresDsn("postgresql://catalog:catalog@127.0.0.1:55432/catalog"),
+        validation_alias=AliasChoices("COMMAND_DATABASE_URL", "DATABASE_URL"),
+    )
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:59092",
+        validation_alias=AliasChoices("COMMAND_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    events_topic: str = Field(
+        EVENTS_TOPIC, validation_alias=AliasChoices("COMMAND_EVENTS_TOPIC", "EVENTS_TOPIC")
+    )
+    topic_partitions: int = Field(6, ge=1)
+    topic_min_compaction_lag_ms: int = Field(7 * 24 * 3600 * 1000, ge=0)
+
+    host: str = "127.0.0.1"
+    port: int = Field(58001, ge=1, le=65535)
+    pool_min_size: int = Field(2, ge=1)
+    pool_max_size: int = Field(20, ge=1)
+    max_body_bytes: int = Field(64 * 1024, ge=1)
+    idempotency_ttl_seconds: int = Field(24 * 3600, ge=1)
+
+    relay_batch_size: int = Field(500, ge=1, le=10_000)
+    relay_poll_interval_seconds: float = Field(1.0, gt=0)
+    relay_use_notify: bool = True
+    relay_lock_retry_seconds: float = Field(1.0, gt=0)
+    relay_metrics_port: int = Field(58011, ge=0, le=65535)
+    outbox_retention_seconds: int = Field(24 * 3600, ge=0)
+
+    @property
+    def dsn(self) -> str:
+        return str(self.database_url)
+
+    @model_validator(mode="after")
+    def _no_default_secrets_outside_development(self) -> CommandSettings:
+        if self.environment != "development":
+            password = self.database_url.hosts()[0].get("password")
+            if password == "catalog":
+                raise ValueError("the development database password is refused outside development")
+        return self

@@ -1,0 +1,92 @@
+"""Composition root of the projector process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import CollectorRegistry, start_http_server
+from pymongo import AsyncMongoClient
+
+from projector.consumer import ConsumerConfig, Projector
+from projector.metrics import ProjectorMetrics
+from projector.read_models import ReadModelUnavailable, ReadModelWriter
+from projector.settings import ProjectorSettings
+
+log = logging.getLogger(__name__)
+
+
+async def run_projector(settings: ProjectorSettings) -> None:
+    """Run the projector until SIGTERM/SIGINT; then finish the batch, commit, leave the group."""
+    registry = CollectorRegistry()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.host, registry=registry)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+        settings.mongodb_url, appname="catalog-projector", tz_aware=True
+    )
+    writer = ReadModelWriter(mongo[settings.mongodb_database])
+    backoff = 0.5
+    while not stop.is_set():
+        try:
+            await writer.ensure_indexes()
+            break
+        except ReadModelUnavailable as exc:
+            log.warning("read model not reachable yet (%s); retrying", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff)
+            backoff = min(backoff * 2, 10)
+
+    consumer = AIOKafkaConsumer(
+        settings.events_topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=settings.group_id,
+        client_id="catalog-projector",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_wait_ms=50,
+    )
+    dead_letters = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id="catalog-projector-dlq",
+        enable_idempotence=True,
+        acks="all",
+    )
+    config = ConsumerConfig(
+        topic=settings.events_topic,
+        dead_letter_topic=settings.dead_letter_topic,
+        batch_size=settings.batch_size,
+    )
+    projector = Projector(config, consumer, dead_letters, writer, ProjectorMetrics(registry))
+    try:
+        await _start_with_retry(consumer.start, stop)
+        await _start_with_retry(dead_letters.start, stop)
+        await projector.run(stop)
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()  # leaves the group so partitions move at once
+        with contextlib.suppress(Exception):
+            await dead_letters.stop()
+        await mongo.close()
+        log.info("projector stopped")
+
+
+async def _start_with_retry(start: object, stop: asyncio.Event) -> None:
+    backoff = 0.5
+    while not stop.is_set():
+        try:
+            await start()  # type: ignore[operator]
+            return
+        except Exception as exc:  # Kafka not reachable yet
+            log.warning("Kafka not reachable yet (%s); retrying in %.1fs", exc, backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff)
+            backoff = min(backoff * 2, 10)

@@ -1,0 +1,161 @@
+"""The projector's consumer loop: read a batch, apply it to MongoDB, then commit its offsets.
+
+Offsets are committed only after the batch is in MongoDB, so a crash at any point redelivers
+what may not have been applied; the version guard makes the redelivery change nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.structs import OffsetAndMetadata
+from catalog_contracts.codec import EventDecodeError, decode_event
+from catalog_contracts.events import ProductEvent
+
+from projector.metrics import ProjectorMetrics
+from projector.read_models import ReadModelUnavailable, ReadModelWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerConfig:
+    topic: str
+    dead_letter_topic: str
+    batch_size: int = 1000
+    poll_timeout_ms: int = 200
+    max_backoff: float = 10.0
+
+
+@dataclass
+class Batch:
+    events: list[ProductEvent] = field(default_factory=list)
+    poison: list[tuple[ConsumerRecord[bytes, bytes], EventDecodeError]] = field(
+        default_factory=list
+    )
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+
+
+class Projector:
+    """Consumes the events topic into the read models."""
+
+    def __init__(
+        self,
+        config: ConsumerConfig,
+        consumer: AIOKafkaConsumer,
+        dead_letters: AIOKafkaProducer,
+        writer: ReadModelWriter,
+        metrics: ProjectorMetrics,
+    ) -> None:
+        self._config = config
+        self._consumer = consumer
+        self._dead_letters = dead_letters
+        self._writer = writer
+        self._metrics = metrics
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Project until `stop` is set; the batch in hand is finished and committed first."""
+        while not stop.is_set():
+            records = await self._consumer.getmany(
+                timeout_ms=self._config.poll_timeout_ms, max_records=self._config.batch_size
+            )
+            if not records:
+                await self._report_lag()
+                continue
+            batch = self._decode(records)
+            if not await self._process(batch, stop):
+                return
+            await self._commit(batch)
+            await self._report_lag()
+
+    def _decode(self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> Batch:
+        batch = Batch()
+        for tp, messages in records.items():
+            for message in messages:
+                try:
+                    batch.events.append(decode_event(message.value))
+                except EventDecodeError as exc:
+                    batch.poison.append((message, exc))
+            batch.offsets[tp] = messages[-1].offset + 1
+        return batch
+
+    async def _process(self, batch: Batch, stop: asyncio.Event) -> bool:
+        """Apply a batch, retrying transient failures; False if stopped before it was applied."""
+        backoff = 0.2
+        while True:
+            try:
+                await self._dead_letter(batch.poison)
+                batch.poison = []
+                started = time.perf_counter()
+                result = await self._writer.apply(batch.events)
+                self._metrics.batch_seconds.observe(time.perf_counter() - started)
+                break
+            except (ReadModelUnavailable, KafkaError) as exc:
+                self._metrics.retries.inc()
+                log.warning("batch failed (%s); retrying in %.1fs without committing", exc, backoff)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+                if stop.is_set():
+                    return False
+                backoff = min(backoff * 2, self._config.max_backoff)
+        now = datetime.now(UTC)
+        self._metrics.batch_size.observe(len(batch.events))
+        for event in batch.events:
+            self._metrics.events.labels(event.event_type).inc()
+            self._metrics.commit_to_view.observe(
+                max(0.0, (now - event.occurred_at).total_seconds())
+            )
+        self._metrics.applied.inc(result.applied)
+        self._metrics.skipped.inc(result.skipped)
+        return True
+
+    async def _dead_letter(
+        self, poison: list[tuple[ConsumerRecord[bytes, bytes], EventDecodeError]]
+    ) -> None:
+        for message, error in poison:
+            headers = list(message.headers or ())
+            headers += [
+                ("dlq.error.reason", error.reason.encode()),
+                ("dlq.error.detail", error.detail[:1000].encode()),
+                ("dlq.source.topic", message.topic.encode()),
+                ("dlq.source.partition", str(message.partition).encode()),
+                ("dlq.source.offset", str(message.offset).encode()),
+            ]
+            await self._dead_letters.send_and_wait(
+                self._config.dead_letter_topic,
+                value=message.value,
+                key=message.key,
+                headers=headers,
+            )
+            self._metrics.dead_lettered.labels(error.reason).inc()
+            log.warning(
+                "dead-lettered %s[%d]@%d: %s",
+                message.topic,
+                message.partition,
+                message.offset,
+                error,
+            )
+
+    async def _commit(self, batch: Batch) -> None:
+        offsets = {tp: OffsetAndMetadata(offset, "") for tp, offset in batch.offsets.items()}
+        try:
+            await self._consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # The group rebalanced; the new owner re-reads from the last commit, harmlessly.
+            log.warning("offset commit failed after a rebalance: %s", exc)
+
+    async def _report_lag(self) -> None:
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                continue
+            with contextlib.suppress(KafkaError, AssertionError):
+                position = await self._consumer.position(tp)
+                self._metrics.lag.labels(str(tp.partition)).set(max(0, highwater - position))

@@ -1,0 +1,36 @@
+"""Settings of the projector process, from the environment (prefix PROJECTOR_)."""
+
+from __future__ import annotations
+
+from catalog_contracts.events import EVENTS_TOPIC
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ProjectorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PROJECTOR_", extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:59092",
+        validation_alias=AliasChoices(
+            "PROJECTOR_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"
+        ),
+    )
+    events_topic: str = Field(
+        EVENTS_TOPIC, validation_alias=AliasChoices("PROJECTOR_EVENTS_TOPIC", "EVENTS_TOPIC")
+    )
+    group_id: str = "catalog-projector"
+    mongodb_url: str = Field(
+        "mongodb://127.0.0.1:57017/",
+        validation_alias=AliasChoices("PROJECTOR_MONGODB_URL", "MONGODB_URL"),
+    )
+    mongodb_database: str = Field(
+        "catalog", validation_alias=AliasChoices("PROJECTOR_MONGODB_DATABASE", "MONGODB_DATABASE")
+    )
+    batch_size: int = Field(1000, ge=1, le=10_000)
+    host: str = "127.0.0.1"
+    metrics_port: int = Field(58012, ge=0, le=65535)
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return f"{self.events_topic}.dlq"

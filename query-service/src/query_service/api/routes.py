@@ -1,0 +1,184 @@
+"""Query endpoints: validate parameters, read the read model, shape the response."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import orjson
+from catalog_contracts.money import PriceError, parse_price, price_to_cents
+from catalog_contracts.problems import problem
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from service_runtime.problems import problem_response
+from starlette.responses import Response
+
+from query_service.api.schemas import CategoryStats, ProductDetail, ProductPage
+from query_service.read_models import InvalidCursor, ProductFilter, ProductReadModel, SortKey
+from query_service.settings import QuerySettings
+
+router = APIRouter(prefix="/api/v1", tags=["queries"])
+
+
+def get_read_model(request: Request) -> ProductReadModel:
+    model: ProductReadModel = request.app.state.read_model
+    return model
+
+
+def get_settings(request: Request) -> QuerySettings:
+    settings: QuerySettings = request.app.state.settings
+    return settings
+
+
+ReadModel = Annotated[ProductReadModel, Depends(get_read_model)]
+Settings = Annotated[QuerySettings, Depends(get_settings)]
+
+_JSON = "application/json"
+
+
+def _invalid(parameter: str, message: str) -> RequestValidationError:
+    return RequestValidationError(
+        [{"loc": ("query", parameter), "msg": message, "type": "value_error"}]
+    )
+
+
+def _cents(parameter: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return price_to_cents(parse_price(value))
+    except PriceError as exc:
+        raise _invalid(parameter, str(exc)) from None
+
+
+@router.get("/products", response_model=ProductPage, summary="List products")
+async def list_products(
+    read_model: ReadModel,
+    category: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    in_stock: bool | None = None,
+    min_price: Annotated[str | None, Query(max_length=20)] = None,
+    max_price: Annotated[str | None, Query(max_length=20)] = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    status: Literal["active", "discontinued"] = "active",
+    sort: SortKey = "name",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=1000)] = None,
+) -> Response:
+    low, high = _cents("min_price", min_price), _cents("max_price", max_price)
+    if low is not None and high is not None and low > high:
+        raise _invalid("max_price", "must not be below min_price")
+    where = ProductFilter(
+        status=status,
+        category=category,
+        in_stock=in_stock,
+        min_price_cents=low,
+        max_price_cents=high,
+        q=q,
+    )
+    try:
+        page = await read_model.list(where, sort=sort, limit=limit, cursor=cursor)
+    except InvalidCursor as exc:
+        raise _invalid("cursor", str(exc)) from None
+    items = [
+        {
+            "id": d["_id"],
+            "name": d["name"],
+            "price": d["price"],
+            "in_stock": d["in_stock"],
+            "category": d["category"],
+        }
+        for d in page.items
+    ]
+    return Response(
+        orjson.dumps({"items": items, "next_cursor": page.next_cursor}), media_type=_JSON
+    )
+
+
+def _detail(document: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": document["_id"],
+        "name": document["name"],
+        "description": document.get("description"),
+        "category": document["category"],
+        "price": document["price"],
+        "stock": document["stock"],
+        "in_stock": document["in_stock"],
+        "status": document["status"],
+        "version": document["version"],
+        "created_at": document["created_at"],
+        "updated_at": document["updated_at"],
+    }
+
+
+def _etag_matches(if_none_match: str | None, version: int) -> bool:
+    if if_none_match is None:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+    return "*" in tags or f'"{version}"' in tags
+
+
+@router.get(
+    "/products/{product_id}",
+    response_model=ProductDetail,
+    summary="One product",
+    responses={
+        304: {"description": "Not modified"},
+        404: {"description": "Unknown product"},
+        503: {"description": "min_version not reached in time"},
+    },
+)
+async def get_product(
+    request: Request,
+    product_id: UUID,
+    read_model: ReadModel,
+    settings: Settings,
+    min_version: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    if_none_match: Annotated[str | None, Header(max_length=200)] = None,
+) -> Response:
+    key = str(product_id)
+    document = await read_model.get(key)
+    if min_version is not None:
+        deadline = time.monotonic() + settings.min_version_wait_seconds
+        while document is None or document["version"] < min_version:
+            if time.monotonic() >= deadline:
+                current = None if document is None else document["version"]
+                return problem_response(
+                    problem(
+                        503,
+                        "read-model-behind",
+                        f"the read model has not reached version {min_version} yet",
+                        instance=request.url.path,
+                        current_version=current,
+                    ),
+                    {"Retry-After": "1"},
+                )
+            await asyncio.sleep(settings.min_version_poll_seconds)
+            document = await read_model.get(key)
+    if document is None:
+        return problem_response(
+            problem(
+                404, "product-not-found", f"product {key} does not exist", instance=request.url.path
+            )
+        )
+    etag = f'"{document["version"]}"'
+    if _etag_matches(if_none_match, document["version"]):
+        return Response(status_code=304, headers={"ETag": etag})
+    return Response(orjson.dumps(_detail(document)), media_type=_JSON, headers={"ETag": etag})
+
+
+@router.get("/categories", response_model=list[CategoryStats], summary="Category statistics")
+async def list_categories(read_model: ReadModel) -> Response:
+    rows = [
+        {
+            "category": d["_id"],
+            "product_count": d["product_count"],
+            "in_stock_count": d["in_stock_count"],
+            "total_stock": d["total_stock"],
+            "min_price": d["min_price"],
+            "max_price": d["max_price"],
+        }
+        for d in await read_model.categories()
+    ]
+    return Response(orjson.dumps(rows), media_type=_JSON)

@@ -1,0 +1,153 @@
+"""Queries over the read models; the only place the query side touches MongoDB."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+from catalog_contracts.read_models import CATEGORIES_COLLECTION, PRODUCTS_COLLECTION
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+SortKey = Literal["name", "-name", "price", "-price", "-updated_at"]
+
+# sort key -> (document field, direction)
+SORTS: dict[str, tuple[str, int]] = {
+    "name": ("name", ASCENDING),
+    "-name": ("name", DESCENDING),
+    "price": ("price_cents", ASCENDING),
+    "-price": ("price_cents", DESCENDING),
+    "-updated_at": ("updated_at", DESCENDING),
+}
+
+LIST_PROJECTION = {
+    "_id": 1,
+    "name": 1,
+    "price": 1,
+    "in_stock": 1,
+    "category": 1,
+    "price_cents": 1,
+    "updated_at": 1,
+}
+
+
+class ReadModelUnavailable(Exception):
+    """MongoDB could not answer."""
+
+
+class InvalidCursor(ValueError):
+    """A cursor this API did not issue for this sort."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProductFilter:
+    status: Literal["active", "discontinued"] = "active"
+    category: str | None = None
+    in_stock: bool | None = None
+    min_price_cents: int | None = None
+    max_price_cents: int | None = None
+    q: str | None = None
+
+    def to_mongo(self) -> dict[str, Any]:
+        """A MongoDB filter in which every user value is a literal, never an operator."""
+        query: dict[str, Any] = {"status": self.status}
+        if self.category is not None:
+            query["category"] = self.category
+        if self.in_stock is not None:
+            query["in_stock"] = self.in_stock
+        price: dict[str, int] = {}
+        if self.min_price_cents is not None:
+            price["$gte"] = self.min_price_cents
+        if self.max_price_cents is not None:
+            price["$lte"] = self.max_price_cents
+        if price:
+            query["price_cents"] = price
+        if self.q:
+            pattern = re.escape(self.q)
+            query["$or"] = [
+                {"name": {"$regex": pattern, "$options": "i"}},
+                {"description": {"$regex": pattern, "$options": "i"}},
+            ]
+        return query
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def encode_cursor(sort: str, value: Any, last_id: str) -> str:
+    raw = orjson.dumps({"s": sort, "v": value, "i": last_id})
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str, sort: str) -> tuple[Any, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        raise InvalidCursor("cursor is not one this API issued") from None
+    if not isinstance(data, dict) or data.get("s") != sort or not isinstance(data.get("i"), str):
+        raise InvalidCursor("cursor belongs to another sort order")
+    value = data.get("v")
+    field, _ = SORTS[sort]
+    expected = int if field == "price_cents" else str
+    if not isinstance(value, expected) or isinstance(value, bool):
+        raise InvalidCursor("cursor is not one this API issued")
+    return value, data["i"]
+
+
+class ProductReadModel:
+    """Reads of the `products` and `categories` collections."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self._products = db[PRODUCTS_COLLECTION]
+        self._categories = db[CATEGORIES_COLLECTION]
+
+    async def get(self, product_id: str) -> dict[str, Any] | None:
+        try:
+            return await self._products.find_one({"_id": product_id})
+        except PyMongoError as exc:
+            raise ReadModelUnavailable(str(exc)) from exc
+
+    async def list(
+        self, where: ProductFilter, *, sort: str, limit: int, cursor: str | None
+    ) -> Page:
+        """One page in a total order (sort field, then id), resuming after `cursor`."""
+        field, direction = SORTS[sort]
+        query = where.to_mongo()
+        if cursor is not None:
+            value, last_id = decode_cursor(cursor, sort)
+            beyond = "$gt" if direction == ASCENDING else "$lt"
+            after = {"$or": [{field: {beyond: value}}, {field: value, "_id": {"$gt": last_id}}]}
+            query = {"$and": [query, after]}
+        try:
+            found = (
+                self._products.find(query, LIST_PROJECTION)
+                .sort([(field, direction), ("_id", ASCENDING)])
+                .limit(limit + 1)
+            )
+            documents = [doc async for doc in found]
+        except PyMongoError as exc:
+            raise ReadModelUnavailable(str(exc)) from exc
+        next_cursor = None
+        if len(documents) > limit:
+            documents = documents[:limit]
+            last = documents[-1]
+            next_cursor = encode_cursor(sort, last[field], last["_id"])
+        return Page(documents, next_cursor)
+
+    async def categories(self) -> list[dict[str, Any]]:
+        try:
+            return [doc async for doc in self._categories.find({}).sort("_id", ASCENDING)]
+        except PyMongoError as exc:
+            raise ReadModelUnavailable(str(exc)) from exc
+
+    async def ping(self) -> None:
+        await self._products.database.command("ping")
