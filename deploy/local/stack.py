@@ -61,12 +61,21 @@ def say(message: str) -> None:
     print(f"stackctl: {message}", flush=True)
 
 
-def run(cmd: list[str], *, env: dict[str, str] | None = None, quiet: bool = False,
-        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    quiet: bool = False,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run a command, failing with its output when it fails."""
     result = subprocess.run(
-        cmd, env=env, cwd=cwd, text=True,
-        stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT if quiet else None,
+        cmd,
+        env=env,
+        cwd=cwd,
+        text=True,
+        stdout=subprocess.PIPE if quiet else None,
+        stderr=subprocess.STDOUT if quiet else None,
     )
     if result.returncode != 0:
         output = f"\n{result.stdout}" if quiet and result.stdout else ""
@@ -184,8 +193,10 @@ def apt_install(*packages: str) -> None:
     """Install Debian packages without starting their system services."""
     global _apt_updated
     if os.geteuid() != 0:
-        raise StackError(f"missing {' '.join(packages)}; install them (needs root): "
-                         f"apt-get install {' '.join(packages)}")
+        raise StackError(
+            f"missing {' '.join(packages)}; install them (needs root): "
+            f"apt-get install {' '.join(packages)}"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     if not _apt_updated:
         say("apt-get update")
@@ -203,16 +214,21 @@ def apt_install(*packages: str) -> None:
         if "postgresql" in " ".join(packages) and not createcluster.exists():
             createcluster.parent.mkdir(parents=True, exist_ok=True)
             createcluster.write_text("create_main_cluster = false\n")
-        run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
-            env=env, quiet=True)
+        run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+            env=env,
+            quiet=True,
+        )
     finally:
         if created_policy:
             policy.unlink(missing_ok=True)
 
 
 def postgres_bin() -> Path:
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0,
+    )
     if not candidates:
         apt_install("postgresql")
         return postgres_bin()
@@ -220,7 +236,9 @@ def postgres_bin() -> Path:
 
 
 def nginx_bin() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    found = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
     if found is None:
         apt_install("nginx")
         return nginx_bin()
@@ -228,8 +246,11 @@ def nginx_bin() -> str:
 
 
 def ensure_java_and_maven() -> None:
-    missing = [p for p, exe in (("default-jdk-headless", "java"), ("maven", "mvn"))
-               if shutil.which(exe) is None]
+    missing = [
+        p
+        for p, exe in (("default-jdk-headless", "java"), ("maven", "mvn"))
+        if shutil.which(exe) is None
+    ]
     if missing:
         apt_install(*missing)
 
@@ -306,11 +327,25 @@ def init_postgres(stack: Stack, pg_bin: Path) -> Path:
     pwfile.write_text(DB_PASSWORD + "\n")
     if os.geteuid() == 0:
         shutil.chown(pwfile, "postgres", "postgres")
-    run(as_postgres([
-        str(pg_bin / "initdb"), "-D", str(data), "-U", DB_USER, f"--pwfile={pwfile}",
-        "--auth-host=scram-sha-256", "--auth-local=peer", "-E", "UTF8", "--locale=C.UTF-8",
-        "--no-instructions",
-    ]), quiet=True)
+    run(
+        as_postgres(
+            [
+                str(pg_bin / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                DB_USER,
+                f"--pwfile={pwfile}",
+                "--auth-host=scram-sha-256",
+                "--auth-local=peer",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-instructions",
+            ]
+        ),
+        quiet=True,
+    )
     pwfile.unlink()
     (base / "socket").mkdir(exist_ok=True)
     if os.geteuid() == 0:
@@ -321,9 +356,17 @@ def init_postgres(stack: Stack, pg_bin: Path) -> Path:
 # --------------------------------------------------------------------------- supervisord
 
 
-def program(name: str, command: str, stack: Stack, *, env: dict[str, str] | None = None,
-            user: str | None = None, stopsignal: str = "TERM", stopwait: int = 20,
-            startsecs: int = 1) -> str:
+def program(
+    name: str,
+    command: str,
+    stack: Stack,
+    *,
+    env: dict[str, str] | None = None,
+    user: str | None = None,
+    stopsignal: str = "TERM",
+    stopwait: int = 20,
+    startsecs: int = 1,
+) -> str:
     lines = [
         f"[program:{name}]",
         f"command={command}",
@@ -352,13 +395,14 @@ def render(stack: Stack) -> None:
     """Write supervisord's and nginx's configuration for this stack."""
     stack.logs.mkdir(parents=True, exist_ok=True)
     run_dir = stack.run_dir
-    sections = [f"""[unix_http_server]
-file={run_dir / 'supervisor.sock'}
+    sections = [
+        f"""[unix_http_server]
+file={run_dir / "supervisor.sock"}
 chmod=0700
 
 [supervisord]
-logfile={stack.logs / 'supervisord.log'}
-pidfile={run_dir / 'supervisord.pid'}
+logfile={stack.logs / "supervisord.log"}
+pidfile={run_dir / "supervisord.pid"}
 childlogdir={stack.logs}
 directory={REPO}
 identifier=catalog-cqrs
@@ -367,8 +411,9 @@ identifier=catalog-cqrs
 supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 
 [supervisorctl]
-serverurl=unix://{run_dir / 'supervisor.sock'}
-"""]
+serverurl=unix://{run_dir / "supervisor.sock"}
+"""
+    ]
     service_env = {
         **stack.env(),
         "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
@@ -382,51 +427,73 @@ serverurl=unix://{run_dir / 'supervisor.sock'}
     if "postgres" not in stack.external:
         pg_bin = postgres_bin()
         data = postgres_data_dir(stack) / "data"
-        sections.append(program(
-            "postgres",
-            f"{pg_bin / 'postgres'} -D {data} -p {stack.ports['postgres']}"
-            f" -c listen_addresses=127.0.0.1 -c unix_socket_directories={data.parent / 'socket'}"
-            " -c max_connections=300 -c shared_buffers=256MB -c logging_collector=off",
-            stack, user="postgres" if os.geteuid() == 0 else None, stopsignal="INT",
-            stopwait=30,
-        ))
+        sections.append(
+            program(
+                "postgres",
+                f"{pg_bin / 'postgres'} -D {data} -p {stack.ports['postgres']}"
+                f" -c listen_addresses=127.0.0.1 -c unix_socket_directories={data.parent / 'socket'}"
+                " -c max_connections=300 -c shared_buffers=256MB -c logging_collector=off",
+                stack,
+                user="postgres" if os.geteuid() == 0 else None,
+                stopsignal="INT",
+                stopwait=30,
+            )
+        )
     if "kafka" not in stack.external:
         libs = kafka_libs()
         heap = os.environ.get("STACK_KAFKA_HEAP", "-Xms256m -Xmx768m")
-        sections.append(program(
-            "kafka", f"bash {LOCAL / 'kafka' / 'kafka.sh'} run {libs} {run_dir / 'kafka' / 'config'}",
-            stack, env={"KAFKA_HEAP_OPTS": heap}, stopwait=30,
-        ))
+        sections.append(
+            program(
+                "kafka",
+                f"bash {LOCAL / 'kafka' / 'kafka.sh'} run {libs} {run_dir / 'kafka' / 'config'}",
+                stack,
+                env={"KAFKA_HEAP_OPTS": heap},
+                stopwait=30,
+            )
+        )
     if "mongo" not in stack.external:
         binary = ferretdb_binary()
         (run_dir / "ferretdb").mkdir(parents=True, exist_ok=True)
-        sections.append(program(
-            "mongo",
-            f"{binary} -listen-addr 127.0.0.1:{stack.ports['mongo']} -handler sqlite"
-            f" -sqlite-url file:{run_dir / 'ferretdb'}/ -log-level warn",
-            stack, stopwait=15,
-        ))
-    cli = {"command": "command-service serve", "relay": "command-service relay",
-           "projector": "projector run", "query": "query-service serve"}
+        sections.append(
+            program(
+                "mongo",
+                f"{binary} -listen-addr 127.0.0.1:{stack.ports['mongo']} -handler sqlite"
+                f" -sqlite-url file:{run_dir / 'ferretdb'}/ -log-level warn",
+                stack,
+                stopwait=15,
+            )
+        )
+    cli = {
+        "command": "command-service serve",
+        "relay": "command-service relay",
+        "projector": "projector run",
+        "query": "query-service serve",
+    }
     for name in SERVICES:
-        sections.append(program(name, str(VENV_BIN / cli[name]), stack, env=service_env,
-                                stopwait=15))
+        sections.append(
+            program(name, str(VENV_BIN / cli[name]), stack, env=service_env, stopwait=15)
+        )
     nginx_dir = run_dir / "nginx"
     for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (nginx_dir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
     template = (LOCAL / "nginx" / "nginx.conf.tmpl").read_text()
     (nginx_dir / "nginx.conf").write_text(
-        template.replace("{run_dir}", str(run_dir)).replace("{repo}", str(REPO))
+        template.replace("{run_dir}", str(run_dir))
+        .replace("{repo}", str(REPO))
         .replace("{command_port}", str(stack.ports["command"]))
         .replace("{query_port}", str(stack.ports["query"]))
     )
     (nginx_dir / "gateway-listen.conf").write_text(
         f"listen 127.0.0.1:{stack.ports['gateway']} reuseport backlog=4096;\n"
     )
-    sections.append(program(
-        "gateway", f"{nginx_bin()} -p {nginx_dir} -c {nginx_dir / 'nginx.conf'}", stack,
-        stopsignal="QUIT",
-    ))
+    sections.append(
+        program(
+            "gateway",
+            f"{nginx_bin()} -p {nginx_dir} -c {nginx_dir / 'nginx.conf'}",
+            stack,
+            stopsignal="QUIT",
+        )
+    )
     stack.conf.write_text("\n".join(sections))
 
 
@@ -444,7 +511,8 @@ def supervisord_running(stack: Stack) -> bool:
 def ctl(stack: Stack, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [str(VENV_BIN / "supervisorctl"), "-c", str(stack.conf), *args],
-        text=True, capture_output=True,
+        text=True,
+        capture_output=True,
     )
     if check and result.returncode != 0:
         raise StackError(f"supervisorctl {' '.join(args)}: {result.stdout}{result.stderr}")
@@ -454,14 +522,17 @@ def ctl(stack: Stack, *args: str, check: bool = True) -> subprocess.CompletedPro
 def start_part(stack: Stack, name: str) -> None:
     result = ctl(stack, "start", name, check=False)
     if result.returncode != 0 and "ALREADY_STARTED" not in result.stdout:
-        raise StackError(f"{name} did not start: {result.stdout.strip()}; see {stack.logs}/{name}.log")
+        raise StackError(
+            f"{name} did not start: {result.stdout.strip()}; see {stack.logs}/{name}.log"
+        )
 
 
 # --------------------------------------------------------------------------- health checks
 
 
-def wait_until(what: str, check: Callable[[], bool], timeout: float, stack: Stack,
-               log_name: str | None = None) -> None:
+def wait_until(
+    what: str, check: Callable[[], bool], timeout: float, stack: Stack, log_name: str | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     last_error = ""
     while time.monotonic() < deadline:
@@ -476,7 +547,7 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float, stack: Stac
 
 
 def http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(url, timeout=2) as response:
         return bool(response.status == 200)
 
 
@@ -534,8 +605,11 @@ def create_database(stack: Stack) -> None:
 
 
 def service_env(stack: Stack) -> dict[str, str]:
-    return {**os.environ, **stack.env(),
-            "COMMAND_TOPIC_PARTITIONS": os.environ.get("STACK_TOPIC_PARTITIONS", "6")}
+    return {
+        **os.environ,
+        **stack.env(),
+        "COMMAND_TOPIC_PARTITIONS": os.environ.get("STACK_TOPIC_PARTITIONS", "6"),
+    }
 
 
 def up(stack: Stack) -> None:
@@ -544,9 +618,19 @@ def up(stack: Stack) -> None:
     if "postgres" not in stack.external:
         init_postgres(stack, postgres_bin())
     if "kafka" not in stack.external:
-        run(["bash", str(LOCAL / "kafka" / "kafka.sh"), "prepare", str(kafka_libs()),
-             str(stack.run_dir / "kafka" / "config"), str(stack.run_dir / "kafka" / "data"),
-             str(stack.ports["kafka"]), str(stack.ports["kafka_controller"])], quiet=True)
+        run(
+            [
+                "bash",
+                str(LOCAL / "kafka" / "kafka.sh"),
+                "prepare",
+                str(kafka_libs()),
+                str(stack.run_dir / "kafka" / "config"),
+                str(stack.run_dir / "kafka" / "data"),
+                str(stack.ports["kafka"]),
+                str(stack.ports["kafka_controller"]),
+            ],
+            quiet=True,
+        )
     render(stack)
     if not supervisord_running(stack):
         run([str(VENV_BIN / "supervisord"), "-c", str(stack.conf)])
@@ -576,21 +660,37 @@ def up(stack: Stack) -> None:
         start_part(stack, name)
     wait_until("command", lambda: http_ok(stack.url("command") + "/readyz"), 60, stack, "command")
     wait_until("query", lambda: http_ok(stack.url("query") + "/readyz"), 60, stack, "query")
-    wait_until("relay", lambda: http_ok(stack.url("relay_metrics") + "/metrics"), 60, stack,
-               "relay")
-    wait_until("projector", lambda: http_ok(stack.url("projector_metrics") + "/metrics"), 60,
-               stack, "projector")
+    wait_until(
+        "relay", lambda: http_ok(stack.url("relay_metrics") + "/metrics"), 60, stack, "relay"
+    )
+    wait_until(
+        "projector",
+        lambda: http_ok(stack.url("projector_metrics") + "/metrics"),
+        60,
+        stack,
+        "projector",
+    )
     start_part(stack, "gateway")
     wait_until("gateway", lambda: http_ok(stack.url("gateway") + "/healthz"), 30, stack, "gateway")
-    wait_until("gateway routing",
-               lambda: http_ok(stack.url("gateway") + "/api/v1/products?limit=1"), 30, stack,
-               "gateway")
+    wait_until(
+        "gateway routing",
+        lambda: http_ok(stack.url("gateway") + "/api/v1/products?limit=1"),
+        30,
+        stack,
+        "gateway",
+    )
 
     env_file = stack.run_dir / "stack.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in stack.env().items()))
     say(f"stack is up in {time.monotonic() - started:.1f}s")
-    for key in ("GATEWAY_URL", "COMMAND_URL", "QUERY_URL", "DATABASE_URL",
-                "KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL"):
+    for key in (
+        "GATEWAY_URL",
+        "COMMAND_URL",
+        "QUERY_URL",
+        "DATABASE_URL",
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "MONGODB_URL",
+    ):
         say(f"  {key}={stack.env()[key]}")
     say(f"  environment: {env_file}   logs: {stack.logs}/NAME.log")
 
@@ -632,9 +732,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop every part and the supervisor")
     sub.add_parser("status", help="show the state of every part")
     sub.add_parser("env", help="print stack.env")
-    for action, text in (("start", "start a part"), ("stop", "stop a part"),
-                         ("kill", "SIGKILL a part (the supervisor restarts it)"),
-                         ("restart", "stop and start a part")):
+    for action, text in (
+        ("start", "start a part"),
+        ("stop", "stop a part"),
+        ("kill", "SIGKILL a part (the supervisor restarts it)"),
+        ("restart", "stop and start a part"),
+    ):
         p = sub.add_parser(action, help=text)
         p.add_argument("name", choices=NAMES)
     p = sub.add_parser("logs", help="print a part's log")

@@ -10,9 +10,6 @@ from uuid import uuid4
 
 import orjson
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from catalog_contracts import codec
 from catalog_contracts.codec import EventDecodeError, decode_event, encode_event
 from catalog_contracts.events import (
@@ -22,6 +19,8 @@ from catalog_contracts.events import (
     ProductState,
 )
 from catalog_contracts.schema import generate_schemas
+from hypothesis import given
+from hypothesis import strategies as st
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "shared-contracts" / "schemas"
 NOW = datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC)
@@ -30,15 +29,28 @@ NOW = datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC)
 def created_event() -> ProductCreated:
     product_id = uuid4()
     state = ProductState(
-        id=product_id, name="Laptop", description=None, category="computers", price="999.99",
-        stock=5, status="active", created_at=NOW, updated_at=NOW, version=1,
+        id=product_id,
+        name="Laptop",
+        description=None,
+        category="computers",
+        price="999.99",
+        stock=5,
+        status="active",
+        created_at=NOW,
+        updated_at=NOW,
+        version=1,
     )
     data = ProductCreatedData(
         name="Laptop", description=None, category="computers", price="999.99", stock=5
     )
     return ProductCreated(
-        event_id=uuid4(), schema_version=1, aggregate_id=product_id, aggregate_version=1,
-        occurred_at=NOW, data=data, state=state,
+        event_id=uuid4(),
+        schema_version=1,
+        aggregate_id=product_id,
+        aggregate_version=1,
+        occurred_at=NOW,
+        data=data,
+        state=state,
     )
 
 

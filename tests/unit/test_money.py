@@ -5,9 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from catalog_contracts.money import (
     MAX_PRICE,
     PriceError,
@@ -16,6 +13,8 @@ from catalog_contracts.money import (
     parse_price,
     price_to_cents,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 @pytest.mark.parametrize(
@@ -26,7 +25,9 @@ def test_parse_and_format(given_value: object, expected: str) -> None:
     assert format_price(parse_price(given_value)) == expected
 
 
-@pytest.mark.parametrize("bad", ["-1", "1.234", "NaN", "Infinity", "", "1e400", True, None, [], "12,5"])
+@pytest.mark.parametrize(
+    "bad", ["-1", "1.234", "NaN", "Infinity", "", "1e400", True, None, [], "12,5"]
+)
 def test_parse_rejects(bad: object) -> None:
     with pytest.raises(PriceError):
         parse_price(bad)

@@ -7,9 +7,6 @@ from decimal import Decimal
 from uuid import uuid4
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from command_service.domain.errors import (
     InsufficientStock,
     InvalidValue,
@@ -17,14 +14,21 @@ from command_service.domain.errors import (
     StockLimitExceeded,
 )
 from command_service.domain.model import STOCK_LIMIT, Product
+from hypothesis import given
+from hypothesis import strategies as st
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def new_product(**overrides: object) -> Product:
     fields: dict[str, object] = {
-        "product_id": uuid4(), "name": "Laptop", "description": None, "category": "computers",
-        "price": "999.99", "stock": 5, "now": NOW,
+        "product_id": uuid4(),
+        "name": "Laptop",
+        "description": None,
+        "category": "computers",
+        "price": "999.99",
+        "stock": 5,
+        "now": NOW,
     }
     fields.update(overrides)
     product, _ = Product.create(**fields)  # type: ignore[arg-type]
@@ -33,8 +37,13 @@ def new_product(**overrides: object) -> Product:
 
 def test_create_records_product_created_at_version_1() -> None:
     product, event = Product.create(
-        product_id=uuid4(), name="Laptop", description="fast", category="computers",
-        price="999.99", stock=5, now=NOW,
+        product_id=uuid4(),
+        name="Laptop",
+        description="fast",
+        category="computers",
+        price="999.99",
+        stock=5,
+        now=NOW,
     )
     assert product.version == 1
     assert product.status == "active"

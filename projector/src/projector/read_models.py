@@ -14,9 +14,9 @@ from catalog_contracts.read_models import (
     PRODUCTS_COLLECTION,
     product_document,
 )
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReplaceOne
+from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import PyMongoError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,10 @@ PRODUCT_INDEXES = [
         [("status", ASCENDING), ("updated_at", DESCENDING), ("_id", ASCENDING)],
         name="status_updated_at",
     ),
-    IndexModel([("category", ASCENDING), ("status", ASCENDING)], name="category_status"),
+    IndexModel(
+        [("category", ASCENDING), ("status", ASCENDING), ("price_cents", ASCENDING)],
+        name="category_status_price",
+    ),
 ]
 
 
@@ -52,7 +55,11 @@ class ApplyResult:
 
 
 class ReadModelWriter:
-    """Applies batches of events to the `products` and `categories` collections, idempotently."""
+    """Applies batches of events to the `products` and `categories` collections, idempotently.
+
+    Written for MongoDB and for FerretDB v1, which lacks `$min`/`$max` in `$group` and stops an
+    unordered bulk write at its first error; both behaviours are handled here, not assumed away.
+    """
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._db = db
@@ -61,88 +68,120 @@ class ReadModelWriter:
 
     async def ensure_indexes(self) -> None:
         try:
-            await self._products.create_indexes(PRODUCT_INDEXES)
+            # One at a time: FerretDB v1 fails a multi-index request when some already exist.
+            for index in PRODUCT_INDEXES:
+                await self._products.create_indexes([index])
         except PyMongoError as exc:
             raise ReadModelUnavailable(f"cannot create indexes: {exc}") from exc
 
     async def apply(self, events: Sequence[ProductEvent]) -> ApplyResult:
         """Upsert each product's newest state from the batch unless the read model is newer."""
         newest: dict[str, ProductEvent] = {}
-        touched_categories: set[str] = set()
+        touched: set[str] = set()
         for event in events:
             key = str(event.aggregate_id)
             kept = newest.get(key)
             if kept is None or kept.state.version < event.state.version:
                 newest[key] = event
-            touched_categories.add(event.state.category)
+            touched.add(event.state.category)
             previous = getattr(event.data, "previous", None)
             if isinstance(previous, dict) and isinstance(previous.get("category"), str):
-                touched_categories.add(previous["category"])
+                touched.add(previous["category"])
         if not newest:
             return ApplyResult(0, 0)
         try:
-            # Categories the stored documents are in now, in case a move is applied here.
-            async for doc in self._products.find({"_id": {"$in": list(newest)}}, {"category": 1}):
-                touched_categories.add(doc["category"])
-            skipped_in_db = await self._upsert([e for e in newest.values()])
-            await self.recompute_categories(touched_categories)
+            stored: dict[str, int] = {}
+            async for doc in self._products.find(
+                {"_id": {"$in": list(newest)}}, {"version": 1, "category": 1}
+            ):
+                stored[doc["_id"]] = doc["version"]
+                # The category a document is in now, in case this batch moves it elsewhere.
+                touched.add(doc["category"])
+            pending = [e for k, e in newest.items() if stored.get(k, 0) < e.state.version]
+            raced = await self._upsert(pending)
+            await self.recompute_categories(touched)
         except PyMongoError as exc:
             raise ReadModelUnavailable(str(exc)) from exc
-        superseded = len(events) - len(newest)
-        return ApplyResult(len(newest) - skipped_in_db, superseded + skipped_in_db)
+        applied = len(pending) - raced
+        return ApplyResult(applied, len(events) - applied)
 
-    async def _upsert(self, events: Iterable[ProductEvent]) -> int:
-        operations = []
+    async def _upsert(self, events: Sequence[ProductEvent]) -> int:
+        """Version-guarded upserts in one unordered write; returns how many were already newer."""
+        updates = []
         for event in events:
             document = product_document(event.state)
-            # A document at this version or newer fails the filter; the upsert then collides on
-            # _id (duplicate key), which means "already applied".
-            operations.append(
-                ReplaceOne(
-                    {"_id": document["_id"], "version": {"$lt": event.state.version}},
-                    document,
-                    upsert=True,
-                )
+            # A stored document at this version or newer fails the filter; the upsert then
+            # collides on _id (duplicate key), which means "already applied".
+            updates.append(
+                {
+                    "q": {"_id": document["_id"], "version": {"$lt": event.state.version}},
+                    "u": document,
+                    "upsert": True,
+                }
             )
-        try:
-            await self._products.bulk_write(operations, ordered=False)
-            return 0
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
+        duplicates = 0
+        start = 0
+        while start < len(updates):
+            reply = await self._db.command(
+                {"update": PRODUCTS_COLLECTION, "updates": updates[start:], "ordered": False}
+            )
+            if reply.get("writeConcernError"):
+                raise ReadModelUnavailable(f"write concern failed: {reply['writeConcernError']}")
+            errors = reply.get("writeErrors") or []
             others = [e for e in errors if e.get("code") != DUPLICATE_KEY]
-            if others or exc.details.get("writeConcernErrors"):
-                raise
-            return len(errors)
+            if others:
+                raise ReadModelUnavailable(f"write errors: {others[:3]}")
+            duplicates += len(errors)
+            if len(errors) != 1:
+                break
+            # One error may mean the server stopped there (FerretDB v1 does, even unordered):
+            # resubmitting the rest is harmless, as every write is version-guarded.
+            start += int(errors[0]["index"]) + 1
+        return duplicates
+
+    async def _sum_by_category(self, match: dict[str, Any], value: Any) -> dict[str, int]:
+        cursor = await self._products.aggregate(
+            [{"$match": match}, {"$group": {"_id": "$category", "v": {"$sum": value}}}]
+        )
+        return {row["_id"]: int(row["v"]) async for row in cursor}
 
     async def recompute_categories(self, categories: Iterable[str]) -> None:
         """Set each category document to what the active product documents aggregate to."""
         names = sorted(set(categories))
         if not names:
             return
-        pipeline: list[dict[str, Any]] = [
-            {"$match": {"category": {"$in": names}, "status": "active"}},
-            {
-                "$group": {
-                    "_id": "$category",
-                    "product_count": {"$sum": 1},
-                    "in_stock_count": {"$sum": {"$cond": [{"$gt": ["$stock", 0]}, 1, 0]}},
-                    "total_stock": {"$sum": "$stock"},
-                    "min_price_cents": {"$min": "$price_cents"},
-                    "max_price_cents": {"$max": "$price_cents"},
-                }
-            },
-        ]
-        found: dict[str, dict[str, Any]] = {}
-        cursor = await self._products.aggregate(pipeline)
-        async for row in cursor:
-            found[row["_id"]] = row
+        active = {"category": {"$in": names}, "status": "active"}
+        # One accumulator per pipeline: FerretDB v1 computes only the first of several.
+        product_count = await self._sum_by_category(active, 1)
+        total_stock = await self._sum_by_category(active, "$stock")
+        in_stock = await self._sum_by_category({**active, "in_stock": True}, 1)
+        totals = {
+            name: {"product_count": count, "total_stock": total_stock.get(name, 0)}
+            for name, count in product_count.items()
+        }
         for name in names:
-            row = found.get(name)
+            row = totals.get(name)
             if row is None:
                 await self._categories.delete_one({"_id": name})
                 continue
-            document = category_document(name, row)
-            await self._categories.replace_one({"_id": name}, document, upsert=True)
+            where = {"category": name, "status": "active"}
+            cheapest = await self._products.find_one(
+                where, {"price_cents": 1}, sort=[("price_cents", ASCENDING)]
+            )
+            dearest = await self._products.find_one(
+                where, {"price_cents": 1}, sort=[("price_cents", DESCENDING)]
+            )
+            if cheapest is None or dearest is None:
+                continue  # changed underneath; the next batch touching it recomputes it
+            row = {
+                **row,
+                "in_stock_count": in_stock.get(name, 0),
+                "min_price_cents": cheapest["price_cents"],
+                "max_price_cents": dearest["price_cents"],
+            }
+            await self._categories.replace_one(
+                {"_id": name}, category_document(name, row), upsert=True
+            )
 
 
 def category_document(name: str, row: dict[str, Any]) -> dict[str, Any]:
