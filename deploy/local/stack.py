@@ -431,7 +431,8 @@ serverurl=unix://{run_dir / "supervisor.sock"}
             program(
                 "postgres",
                 f"{pg_bin / 'postgres'} -D {data} -p {stack.ports['postgres']}"
-                f" -c listen_addresses=127.0.0.1 -c unix_socket_directories={data.parent / 'socket'}"
+                f" -c listen_addresses=127.0.0.1"
+                f" -c unix_socket_directories={data.parent / 'socket'}"
                 " -c max_connections=300 -c shared_buffers=256MB -c logging_collector=off",
                 stack,
                 user="postgres" if os.geteuid() == 0 else None,

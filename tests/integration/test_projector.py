@@ -72,8 +72,8 @@ async def running_projector(infra: Infra, topic: str, db: Db) -> AsyncIterator[R
         await dead_letters.stop()
 
 
-async def wait_for(predicate: Any, timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_for(predicate: Any, seconds: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
     while not await predicate():
         assert asyncio.get_running_loop().time() < deadline, "timed out waiting"
         await asyncio.sleep(0.1)

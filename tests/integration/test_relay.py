@@ -45,7 +45,7 @@ async def running_relay(infra: Infra, database_url: str, topic: str) -> AsyncIte
         await asyncio.wait_for(task, 30)
 
 
-async def consume(infra: Infra, topic: str, count: int, timeout: float = 30) -> list:  # type: ignore[type-arg]
+async def consume(infra: Infra, topic: str, count: int, seconds: float = 30) -> list:  # type: ignore[type-arg]
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=infra.kafka_bootstrap_servers,
@@ -56,7 +56,7 @@ async def consume(infra: Infra, topic: str, count: int, timeout: float = 30) -> 
     await consumer.start()
     records = []
     try:
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + seconds
         while len(records) < count and asyncio.get_running_loop().time() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
             for messages in batch.values():

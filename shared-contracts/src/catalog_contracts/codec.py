@@ -1,4 +1,4 @@
-"""The one codec for events: models to UTF-8 JSON bytes with orjson and back, upcasting old versions."""
+"""The one codec for events: models to UTF-8 JSON bytes with orjson and back, with upcasting."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Product events: the envelope every message on the events topic carries, one model per event type."""
+"""Product events: the envelope every message on the events topic carries, one model per type."""
 
 from __future__ import annotations
 

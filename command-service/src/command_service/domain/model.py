@@ -1,4 +1,4 @@
-"""The Product aggregate: enforces the catalog's invariants and says which event each change records.
+"""The Product aggregate: enforces the invariants and says which event each change records.
 
 Pure: imports only the standard library and the contracts. A product is immutable; every
 change returns the new product and the event it produced, so a rejected command changes nothing.
