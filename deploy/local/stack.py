@@ -605,6 +605,22 @@ def create_database(stack: Stack) -> None:
 # --------------------------------------------------------------------------- commands
 
 
+def wait_healthy(stack: Stack, name: str, timeout: float = 120) -> None:
+    """Wait until one part answers as it does when `up` returns."""
+    local_pg = stack.database_url.rsplit("/", 1)[0] + "/postgres"
+    checks: dict[str, Callable[[], bool]] = {
+        "postgres": lambda: postgres_ready(local_pg),
+        "kafka": lambda: kafka_ready(stack.kafka_bootstrap),
+        "mongo": lambda: mongo_ready(stack.mongodb_url),
+        "command": lambda: http_ok(stack.url("command") + "/readyz"),
+        "query": lambda: http_ok(stack.url("query") + "/readyz"),
+        "relay": lambda: http_ok(stack.url("relay_metrics") + "/metrics"),
+        "projector": lambda: http_ok(stack.url("projector_metrics") + "/metrics"),
+        "gateway": lambda: http_ok(stack.url("gateway") + "/healthz"),
+    }
+    wait_until(name, checks[name], timeout, stack, name)
+
+
 def service_env(stack: Stack) -> dict[str, str]:
     return {
         **os.environ,
@@ -734,10 +750,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="show the state of every part")
     sub.add_parser("env", help="print stack.env")
     for action, text in (
-        ("start", "start a part"),
+        ("start", "start a part and wait until it is healthy"),
         ("stop", "stop a part"),
         ("kill", "SIGKILL a part (the supervisor restarts it)"),
-        ("restart", "stop and start a part"),
+        ("restart", "stop and start a part, then wait until it is healthy"),
     ):
         p = sub.add_parser(action, help=text)
         p.add_argument("name", choices=NAMES)
@@ -767,8 +783,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise StackError("stack is not running; run `stackctl up` first")
             if args.action == "kill":
                 ctl(stack, "signal", "KILL", args.name)
-            elif args.action == "restart":
-                ctl(stack, "restart", args.name)
+            elif args.action in ("start", "restart"):
+                ctl(stack, args.action, args.name)
+                wait_healthy(stack, args.name)
             else:
                 ctl(stack, args.action, args.name)
             say(f"{args.action} {args.name}: done")

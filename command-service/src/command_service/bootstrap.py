@@ -15,6 +15,7 @@ from command_service.adapters.postgres import UnitOfWorkFactory, connection, cre
 from command_service.api.errors import install_error_handlers
 from command_service.api.routes import router
 from command_service.handlers import CommandHandlers
+from command_service.metrics import CommandMetrics
 from command_service.settings import CommandSettings
 
 
@@ -22,6 +23,7 @@ def create_app(settings: CommandSettings | None = None) -> FastAPI:
     """The command API; its pool opens on startup and closes on shutdown."""
     settings = settings or CommandSettings()
     registry = CollectorRegistry()
+    command_metrics = CommandMetrics(registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -32,6 +34,7 @@ def create_app(settings: CommandSettings | None = None) -> FastAPI:
         app.state.handlers = CommandHandlers(
             UnitOfWorkFactory(pool),
             idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
+            metrics=command_metrics,
         )
         try:
             yield

@@ -24,6 +24,7 @@ from command_service.domain.errors import (
     VersionMismatch,
 )
 from command_service.domain.model import DetailField, PendingEvent, Product
+from command_service.metrics import CommandMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +107,9 @@ class CommandHandlers:
         idempotency_ttl: timedelta = timedelta(hours=24),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         new_id: Callable[[], UUID] = uuid7,
+        metrics: CommandMetrics | None = None,
     ) -> None:
+        self._metrics = metrics or CommandMetrics()
         self._uow = uow_factory
         self._ttl = idempotency_ttl
         self._clock = clock
@@ -122,7 +125,7 @@ class CommandHandlers:
         respond: Callable[[CommandResult], StoredResponse] | None = None,
     ) -> CommandResult | StoredResponse:
         """Create a product; with an idempotency key, a repeat replays the stored response."""
-        async with self._uow() as uow:
+        async with self._metrics.observe("create_product") as outcome, self._uow() as uow:
             if idempotency_key is not None:
                 if not await uow.idempotency.try_lock(idempotency_key):
                     raise IdempotencyKeyInFlight(idempotency_key)
@@ -130,6 +133,7 @@ class CommandHandlers:
                 if stored is not None:
                     if stored["request_hash"] != request_hash:
                         raise IdempotencyKeyReused(idempotency_key)
+                    outcome["outcome"] = "replayed"
                     return StoredResponse(
                         stored["response_status"],
                         stored["response_body"],
@@ -164,6 +168,7 @@ class CommandHandlers:
         self, command: UpdateDetails, context: RequestContext
     ) -> CommandResult:
         return await self._change(
+            "update_details",
             command.product_id,
             context,
             lambda p, now: p.update_details(command.changes, now=now),
@@ -171,11 +176,15 @@ class CommandHandlers:
 
     async def change_price(self, command: ChangePrice, context: RequestContext) -> CommandResult:
         return await self._change(
-            command.product_id, context, lambda p, now: p.change_price(command.price, now=now)
+            "change_price",
+            command.product_id,
+            context,
+            lambda p, now: p.change_price(command.price, now=now),
         )
 
     async def adjust_stock(self, command: AdjustStock, context: RequestContext) -> CommandResult:
         return await self._change(
+            "adjust_stock",
             command.product_id,
             context,
             lambda p, now: p.adjust_stock(command.quantity_change, reason=command.reason, now=now),
@@ -183,6 +192,7 @@ class CommandHandlers:
 
     async def discontinue(self, command: Discontinue, context: RequestContext) -> CommandResult:
         return await self._change(
+            "discontinue",
             command.product_id,
             context,
             lambda p, now: p.discontinue(reason=command.reason, now=now),
@@ -190,11 +200,12 @@ class CommandHandlers:
 
     async def _change(
         self,
+        name: str,
         product_id: UUID,
         context: RequestContext,
         apply: Callable[[Product, datetime], tuple[Product, PendingEvent | None]],
     ) -> CommandResult:
-        async with self._uow() as uow:
+        async with self._metrics.observe(name) as outcome, self._uow() as uow:
             current = await uow.products.get_for_update(product_id)
             if current is None:
                 raise ProductNotFound(product_id)
@@ -204,6 +215,7 @@ class CommandHandlers:
                 )
             product, pending = apply(current, self._clock())
             if pending is None:
+                outcome["outcome"] = "unchanged"
                 return CommandResult(current, [])
             await uow.products.update(product)
             event = self._envelope(product, pending, context)

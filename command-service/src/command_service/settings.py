@@ -42,6 +42,7 @@ class CommandSettings(BaseSettings):
     relay_lock_retry_seconds: float = Field(1.0, gt=0)
     relay_metrics_port: int = Field(58011, ge=0, le=65535)
     outbox_retention_seconds: int = Field(24 * 3600, ge=0)
+    outbox_purge_interval_seconds: float = Field(60.0, gt=0)
 
     @property
     def dsn(self) -> str:

@@ -25,6 +25,7 @@ def build_relay(settings: CommandSettings, registry: CollectorRegistry) -> Outbo
         use_notify=settings.relay_use_notify,
         lock_retry=settings.relay_lock_retry_seconds,
         retention_seconds=settings.outbox_retention_seconds,
+        purge_interval=settings.outbox_purge_interval_seconds,
     )
 
     def producer() -> AIOKafkaProducer:

@@ -67,6 +67,14 @@ class RelayMetrics:
             "Publishing cycles that failed and were retried",
             registry=registry,
         )
+        self.backlog = Gauge(
+            "outbox_backlog_rows", "Outbox rows not yet published", registry=registry
+        )
+        self.oldest_age = Gauge(
+            "outbox_oldest_unpublished_age_seconds",
+            "Age of the oldest unpublished outbox row",
+            registry=registry,
+        )
         self.purged = Counter(
             "relay_outbox_purged_total",
             "Published outbox rows deleted after retention",
@@ -140,7 +148,7 @@ class OutboxRelay:
     async def _publish_loop(
         self, conn: asyncpg.Connection, producer: AIOKafkaProducer, stop: asyncio.Event
     ) -> None:
-        last_purge = 0.0
+        last_purge = last_backlog = 0.0
         backoff = 0.5
         while not stop.is_set():
             self._wake.clear()
@@ -164,6 +172,9 @@ class OutboxRelay:
             if now - last_purge >= self._config.purge_interval:
                 await self.purge(conn)
                 last_purge = now
+            if now - last_backlog >= 1.0:
+                await self.observe_backlog(conn)
+                last_backlog = now
             if published < self._config.batch_size:
                 await self._idle(conn, stop)
 
@@ -207,16 +218,31 @@ class OutboxRelay:
                 )
             )
         await asyncio.gather(*futures)
-        await conn.execute(
-            "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
-            [row["id"] for row in rows],
-        )
+        await self._mark_published(conn, [row["id"] for row in rows])
         self._metrics.batch_size.observe(len(rows))
         now = time.time()
         for row in rows:
             self._metrics.published.labels(row["event_type"]).inc()
             self._metrics.commit_to_publish.observe(max(0.0, now - row["created_at"].timestamp()))
         return len(rows)
+
+    async def _mark_published(self, conn: asyncpg.Connection, ids: list[int]) -> None:
+        """Record that Kafka acknowledged these rows (a crash before this republishes them)."""
+        await conn.execute(
+            "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", ids
+        )
+
+    async def observe_backlog(self, conn: asyncpg.Connection) -> None:
+        """Unpublished rows and the age of the oldest, for alerting on a stuck relay."""
+        row = await conn.fetchrow(
+            """
+            SELECT count(*) AS backlog,
+                   coalesce(extract(epoch FROM now() - min(created_at)), 0) AS oldest
+              FROM outbox WHERE published_at IS NULL
+            """
+        )
+        self._metrics.backlog.set(row["backlog"])
+        self._metrics.oldest_age.set(float(row["oldest"]))
 
     async def purge(self, conn: asyncpg.Connection) -> int:
         """Delete published rows older than the retention period, in bounded chunks."""
@@ -239,6 +265,10 @@ class OutboxRelay:
         if total:
             self._metrics.purged.inc(total)
             log.info("purged %d published outbox rows", total)
+        status = await conn.execute("DELETE FROM idempotency_keys WHERE expires_at <= now()")
+        expired = int(status.split()[-1])
+        if expired:
+            log.info("purged %d expired idempotency keys", expired)
         return total
 
 
