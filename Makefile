@@ -32,7 +32,7 @@ status: ## Show the state of every part of the stack
 	$(STACKCTL) status
 
 .PHONY: test
-test: sync ## Run the whole test suite (starts its own stack on free ports)
+test: sync lint typecheck ## Lint, typecheck, then the whole suite (starts its own stack on free ports)
 	$(PYTEST) tests
 
 .PHONY: test-unit

@@ -33,7 +33,7 @@ async def seed(db: AsyncDatabase[dict[str, Any]]) -> list[ProductHistory]:
 async def test_filters_are_literal_and_combine(mongo_db: AsyncDatabase[dict[str, Any]]) -> None:
     await seed(mongo_db)
     model = ProductReadModel(mongo_db)
-    page = await model.list(
+    page = await model.list_products(
         ProductFilter(category="even", in_stock=True, min_price_cents=450, max_price_cents=2050),
         sort="price",
         limit=50,
@@ -45,7 +45,7 @@ async def test_filters_are_literal_and_combine(mongo_db: AsyncDatabase[dict[str,
         for i in range(25)
         if i % 2 == 0 and i % 3 != 0 and 450 <= i * 100 + 50 <= 2050
     ]
-    nothing = await model.list(
+    nothing = await model.list_products(
         ProductFilter(category='{"$ne": null}'), sort="name", limit=50, cursor=None
     )
     assert nothing.items == []
@@ -60,7 +60,7 @@ async def test_cursor_pages_neither_repeat_nor_skip(
         seen: list[str] = []
         cursor = None
         while True:
-            page = await model.list(ProductFilter(), sort=sort, limit=7, cursor=cursor)
+            page = await model.list_products(ProductFilter(), sort=sort, limit=7, cursor=cursor)
             seen.extend(d["_id"] for d in page.items)
             cursor = page.next_cursor
             if cursor is None:
@@ -70,7 +70,7 @@ async def test_cursor_pages_neither_repeat_nor_skip(
 
 async def test_q_matches_name_case_insensitively(mongo_db: AsyncDatabase[dict[str, Any]]) -> None:
     await seed(mongo_db)
-    page = await ProductReadModel(mongo_db).list(
+    page = await ProductReadModel(mongo_db).list_products(
         ProductFilter(q="item 1"), sort="name", limit=50, cursor=None
     )
     assert [d["name"] for d in page.items] == [f"Item {i}" for i in range(10, 20)]

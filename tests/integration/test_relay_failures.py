@@ -10,13 +10,11 @@ import socket
 import subprocess
 import sys
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from uuid import uuid4
 
 import asyncpg
 import pytest
-from prometheus_client import CollectorRegistry
-
 from catalog_contracts.codec import decode_event
 from command_service.adapters.postgres import UnitOfWork, UnitOfWorkFactory
 from command_service.domain.model import Product
@@ -24,6 +22,7 @@ from command_service.handlers import CommandHandlers, CreateProduct, RequestCont
 from command_service.relay.bootstrap import build_relay
 from command_service.relay.relay import OutboxRelay
 from command_service.settings import CommandSettings
+from prometheus_client import CollectorRegistry
 
 from tests.fixtures.infra import Infra
 from tests.integration.test_relay import consume, running_relay
@@ -64,7 +63,7 @@ async def test_a_transaction_that_commits_late_still_gets_published(
             now=__import__("datetime").datetime.now(__import__("datetime").UTC),
         )
         await late.products.add(product_late)
-        await late.outbox.append(handlers._envelope(product_late, pending, RequestContext()))  # noqa: SLF001
+        await late.outbox.append(handlers._envelope(product_late, pending, RequestContext()))
         async with running_relay(infra, database_url, topic):
             for i in range(3):
                 await create(pg_pool, f"early-{i}")
@@ -78,7 +77,7 @@ async def test_a_transaction_that_commits_late_still_gets_published(
             records = await consume(infra, topic, 4)
         assert "late" in names_on(records)
     finally:
-        if late._conn is not None:  # noqa: SLF001 - an assertion failed before the commit
+        if late._conn is not None:
             await late.__aexit__(RuntimeError, RuntimeError(), None)
 
 
@@ -99,7 +98,7 @@ async def test_a_relay_killed_between_send_and_mark_republishes(
         EVENTS_TOPIC=topic,
     )
     normal = build_relay(settings, CollectorRegistry())
-    crashing = CrashBeforeMark(normal._config, normal._producer_factory, normal._metrics)  # noqa: SLF001
+    crashing = CrashBeforeMark(normal._config, normal._producer_factory, normal._metrics)
     with pytest.raises(asyncio.CancelledError):
         await crashing.run(asyncio.Event())
     assert names_on(await consume(infra, topic, 1)) == ["once"]

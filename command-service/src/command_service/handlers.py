@@ -225,8 +225,8 @@ class CommandHandlers:
     def _envelope(
         self, product: Product, pending: PendingEvent, context: RequestContext
     ) -> ProductEvent:
-        model = EVENT_MODELS[pending.event_type]
-        event = model(
+        model: Any = EVENT_MODELS[pending.event_type]
+        event: ProductEvent = model(
             event_id=self._new_id(),
             schema_version=CURRENT_SCHEMA_VERSION[pending.event_type],
             aggregate_id=product.id,
@@ -237,4 +237,4 @@ class CommandHandlers:
             data=pending.data,
             state=product.to_state(),
         )
-        return event  # type: ignore[return-value]
+        return event

@@ -116,7 +116,7 @@ class ProductReadModel:
         except PyMongoError as exc:
             raise ReadModelUnavailable(str(exc)) from exc
 
-    async def list(
+    async def list_products(
         self, where: ProductFilter, *, sort: str, limit: int, cursor: str | None
     ) -> Page:
         """One page in a total order (sort field, then id), resuming after `cursor`."""

@@ -165,7 +165,8 @@ class Product:
         if not effective:
             return self, None
         previous = {f: getattr(self, f) for f in effective}
-        product = replace(self, **effective, **self._bump(now))  # type: ignore[arg-type]
+        updates: dict[str, Any] = {str(f): v for f, v in effective.items()} | self._bump(now)
+        product = replace(self, **updates)
         data = ProductDetailsUpdatedData(changes=effective, previous=previous)
         return product, PendingEvent("ProductDetailsUpdated", data)
 
@@ -175,7 +176,7 @@ class Product:
         new_price = validate_price(price)
         if new_price == self.price:
             return self, None
-        product = replace(self, price=new_price, **self._bump(now))  # type: ignore[arg-type]
+        product = replace(self, price=new_price, **self._bump(now))
         data = ProductPriceChangedData(old_price=self.price, new_price=new_price)
         return product, PendingEvent("ProductPriceChanged", data)
 
@@ -191,7 +192,7 @@ class Product:
             raise InsufficientStock(self.id, available=self.stock, requested=-change)
         if new_stock > STOCK_LIMIT:
             raise StockLimitExceeded(self.id, limit=STOCK_LIMIT)
-        product = replace(self, stock=new_stock, **self._bump(now))  # type: ignore[arg-type]
+        product = replace(self, stock=new_stock, **self._bump(now))
         data = ProductStockAdjustedData(quantity_change=change, new_stock=new_stock, reason=reason)
         return product, PendingEvent("ProductStockAdjusted", data)
 
@@ -199,7 +200,7 @@ class Product:
         """Take the product off sale for good."""
         self._ensure_active()
         reason = validate_reason(reason)
-        product = replace(self, status="discontinued", **self._bump(now))  # type: ignore[arg-type]
+        product = replace(self, status="discontinued", **self._bump(now))
         return product, PendingEvent("ProductDiscontinued", ProductDiscontinuedData(reason=reason))
 
     def to_state(self) -> ProductState:

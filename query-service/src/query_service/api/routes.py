@@ -78,7 +78,7 @@ async def list_products(
         q=q,
     )
     try:
-        page = await read_model.list(where, sort=sort, limit=limit, cursor=cursor)
+        page = await read_model.list_products(where, sort=sort, limit=limit, cursor=cursor)
     except InvalidCursor as exc:
         raise _invalid("cursor", str(exc)) from None
     items = [
