@@ -11,6 +11,9 @@ from uuid import uuid4
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from catalog_contracts import codec
 from catalog_contracts.codec import EventDecodeError, decode_event, encode_event
 from catalog_contracts.events import (
@@ -20,8 +23,6 @@ from catalog_contracts.events import (
     ProductState,
 )
 from catalog_contracts.schema import generate_schemas
-from hypothesis import given
-from hypothesis import strategies as st
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "shared-contracts" / "schemas"
 NOW = datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC)

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
+
 from command_service.adapters.postgres import UnitOfWorkFactory
 from command_service.domain.errors import IdempotencyKeyInFlight, IdempotencyKeyReused
 from command_service.handlers import (

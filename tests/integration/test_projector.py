@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import CollectorRegistry
+from pymongo.asynchronous.database import AsyncDatabase
+
 from catalog_contracts.codec import encode_event
 from catalog_contracts.events import ProductEvent, event_headers
 from projector.consumer import ConsumerConfig, Projector
 from projector.metrics import ProjectorMetrics
 from projector.read_models import ReadModelWriter
-from prometheus_client import CollectorRegistry
-from pymongo.asynchronous.database import AsyncDatabase
-
 from tests.fixtures.events import ProductHistory
 from tests.fixtures.infra import Infra
 
@@ -183,3 +183,53 @@ def test_event_headers_name_type_and_version() -> None:
     assert headers["schema_version"] == b"1"
     assert headers["content-type"] == b"application/json"
     assert headers["traceparent"] == b"00-abc-def-01"
+
+
+async def test_rebuild_replays_into_a_new_generation_equal_to_the_live_one(
+    infra: Infra, topic: str, mongo_db: Db
+) -> None:
+    from catalog_contracts.read_models import BASE_GENERATION
+    from projector.rebuild import rebuild
+    from projector.settings import ProjectorSettings
+    from query_service.read_models import ProductFilter, ProductReadModel
+
+    histories = [ProductHistory(category=f"cat{i % 3}", price=f"{i + 1}.00") for i in range(30)]
+    for i, history in enumerate(histories):
+        history.adjust(-(i % 6))
+        history.reprice(f"{i + 2}.25")
+    await publish(infra, topic, [wire(e) for h in histories for e in h.events])
+    await publish(infra, topic, [(b"bad", b"not an event")])
+
+    def strip(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return sorted(
+            ({k: v for k, v in d.items() if k != "_seq"} for d in docs), key=lambda d: d["_id"]
+        )
+
+    async def converged() -> bool:
+        return await mongo_db["products"].count_documents({"version": 3}) == len(histories)
+
+    async with running_projector(infra, topic, mongo_db):
+        await wait_for(converged)
+        await asyncio.sleep(0.5)
+        live_products = strip(await mongo_db["products"].find({}).to_list())
+        live_categories = strip(await mongo_db["categories"].find({}).to_list())
+        lines: list[str] = []
+        settings = ProjectorSettings(
+            KAFKA_BOOTSTRAP_SERVERS=infra.kafka_bootstrap_servers,
+            EVENTS_TOPIC=topic,
+        )
+        report = await rebuild(settings, progress=lines.append, grace_seconds=0.2, db=mongo_db)
+
+    assert report.old == BASE_GENERATION
+    assert report.events == len(histories) * 3
+    assert report.undecodable == 1
+    assert any("replay:" in line and "100.0%" in line for line in lines)
+    assert strip(await mongo_db[report.new.products].find({}).to_list()) == live_products
+    assert strip(await mongo_db[report.new.categories].find({}).to_list()) == live_categories
+    names = await mongo_db.list_collection_names()
+    assert "products" not in names
+    assert "categories" not in names
+    reader = ProductReadModel(mongo_db, refresh_seconds=0)
+    assert (await reader.generation()) == report.new
+    page = await reader.list_products(ProductFilter(), sort="name", limit=200, cursor=None)
+    assert len(page.items) == len(histories)

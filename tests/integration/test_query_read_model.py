@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
 from catalog_contracts.read_models import product_document
 from projector.read_models import ReadModelWriter
-from pymongo.asynchronous.database import AsyncDatabase
 from query_service.read_models import ProductFilter, ProductReadModel
-
 from tests.fixtures.events import ProductHistory
 
 pytestmark = pytest.mark.integration

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer
+from prometheus_client import CollectorRegistry
+
 from catalog_contracts.codec import decode_event
 from command_service.adapters.postgres import UnitOfWorkFactory
 from command_service.handlers import (
@@ -20,8 +22,6 @@ from command_service.handlers import (
 )
 from command_service.relay.bootstrap import build_relay
 from command_service.settings import CommandSettings
-from prometheus_client import CollectorRegistry
-
 from tests.fixtures.infra import Infra
 
 pytestmark = pytest.mark.integration

@@ -15,6 +15,8 @@ from uuid import uuid4
 
 import asyncpg
 import pytest
+from prometheus_client import CollectorRegistry
+
 from catalog_contracts.codec import decode_event
 from command_service.adapters.postgres import UnitOfWork, UnitOfWorkFactory
 from command_service.domain.model import Product
@@ -22,8 +24,6 @@ from command_service.handlers import CommandHandlers, CreateProduct, RequestCont
 from command_service.relay.bootstrap import build_relay
 from command_service.relay.relay import OutboxRelay
 from command_service.settings import CommandSettings
-from prometheus_client import CollectorRegistry
-
 from tests.fixtures.infra import Infra
 from tests.integration.test_relay import consume, running_relay
 

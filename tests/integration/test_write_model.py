@@ -6,6 +6,7 @@ import asyncio
 
 import asyncpg
 import pytest
+
 from command_service.adapters.migrate import migrate
 from command_service.adapters.postgres import UnitOfWorkFactory
 from command_service.domain.errors import InsufficientStock, InvalidValue

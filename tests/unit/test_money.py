@@ -5,6 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from catalog_contracts.money import (
     MAX_PRICE,
     PriceError,
@@ -13,8 +16,6 @@ from catalog_contracts.money import (
     parse_price,
     price_to_cents,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,9 @@ from decimal import Decimal
 from uuid import uuid4
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from command_service.domain.errors import (
     InsufficientStock,
     InvalidValue,
@@ -14,8 +17,6 @@ from command_service.domain.errors import (
     StockLimitExceeded,
 )
 from command_service.domain.model import STOCK_LIMIT, Product
-from hypothesis import given
-from hypothesis import strategies as st
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -7,9 +7,9 @@ import asyncio
 import logging
 
 import uvloop
-from service_runtime.serving import configure_logging, serve
 
 from command_service.settings import CommandSettings
+from service_runtime.serving import configure_logging, serve
 
 log = logging.getLogger("command_service")
 

@@ -8,8 +8,6 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
-from service_runtime.health import health_router
-from service_runtime.middleware import BodyLimitMiddleware, HttpMetrics, MetricsMiddleware
 
 from command_service.adapters.postgres import UnitOfWorkFactory, connection, create_pool
 from command_service.api.errors import install_error_handlers
@@ -17,6 +15,8 @@ from command_service.api.routes import router
 from command_service.handlers import CommandHandlers
 from command_service.metrics import CommandMetrics
 from command_service.settings import CommandSettings
+from service_runtime.health import health_router
+from service_runtime.middleware import BodyLimitMiddleware, HttpMetrics, MetricsMiddleware
 
 
 def create_app(settings: CommandSettings | None = None) -> FastAPI:

@@ -13,9 +13,9 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import orjson
-from catalog_contracts.events import CURRENT_SCHEMA_VERSION, EVENT_MODELS, ProductEvent
 from uuid6 import uuid7
 
+from catalog_contracts.events import CURRENT_SCHEMA_VERSION, EVENT_MODELS, ProductEvent
 from command_service.adapters.postgres import UnitOfWork
 from command_service.domain.errors import (
     IdempotencyKeyInFlight,

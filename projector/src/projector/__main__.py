@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 import uvloop
-from service_runtime.serving import configure_logging
 
 from projector.settings import ProjectorSettings
+from service_runtime.serving import configure_logging
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -15,12 +15,31 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="projector", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="consume the events topic into the read models")
+    rebuild = sub.add_parser(
+        "rebuild", help="replay the topic into a new generation of read models and switch to it"
+    )
+    rebuild.add_argument(
+        "--grace-seconds",
+        type=float,
+        default=3.0,
+        help="wait this long after the switch before dropping the old generation",
+    )
     args = parser.parse_args(argv)
     configure_logging()
     if args.command == "run":
         from projector.bootstrap import run_projector
 
         uvloop.run(run_projector(ProjectorSettings()))
+    elif args.command == "rebuild":
+        from projector.rebuild import rebuild as run_rebuild
+
+        uvloop.run(
+            run_rebuild(
+                ProjectorSettings(),
+                progress=lambda line: print(line, flush=True),
+                grace_seconds=args.grace_seconds,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
+
 from catalog_contracts.codec import EventDecodeError, decode_event
 from catalog_contracts.events import ProductEvent
-
 from projector.metrics import ProjectorMetrics
 from projector.read_models import ReadModelUnavailable, ReadModelWriter
 
@@ -112,8 +112,10 @@ class Projector:
             self._metrics.commit_to_view.observe(
                 max(0.0, (now - event.occurred_at).total_seconds())
             )
-        self._metrics.applied.inc(result.applied)
-        self._metrics.skipped.inc(result.skipped)
+        for event_type, count in result.applied.items():
+            self._metrics.applied.labels(event_type).inc(count)
+        for event_type, count in result.skipped.items():
+            self._metrics.skipped.labels(event_type).inc(count)
         return True
 
     async def _dead_letter(

@@ -15,12 +15,14 @@ class ProjectorMetrics:
         )
         self.applied = Counter(
             "projector_events_applied_total",
-            "Product states written to the read model",
+            "Events that changed the read model, by type",
+            ["event_type"],
             registry=registry,
         )
         self.skipped = Counter(
             "projector_events_skipped_total",
-            "Events the read model already had (duplicates, redeliveries, superseded)",
+            "Events the read model already had (duplicates, redeliveries, superseded), by type",
+            ["event_type"],
             registry=registry,
         )
         self.dead_lettered = Counter(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from catalog_contracts.events import EVENTS_TOPIC
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from catalog_contracts.events import EVENTS_TOPIC
 
 
 class ProjectorSettings(BaseSettings):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from service_runtime.serving import configure_logging, serve
-
 from query_service.settings import QuerySettings
+from service_runtime.serving import configure_logging, serve
 
 
 def main(argv: list[str] | None = None) -> None:

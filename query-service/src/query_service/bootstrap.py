@@ -6,18 +6,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from catalog_contracts.problems import problem
 from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
-from service_runtime.health import health_router
-from service_runtime.middleware import HttpMetrics, MetricsMiddleware
-from service_runtime.problems import install_problem_handlers, problem_response
 from starlette.responses import Response
 
+from catalog_contracts.problems import problem
 from query_service.api.routes import router
 from query_service.read_models import ProductReadModel, ReadModelUnavailable
 from query_service.settings import QuerySettings
+from service_runtime.health import health_router
+from service_runtime.middleware import HttpMetrics, MetricsMiddleware
+from service_runtime.problems import install_problem_handlers, problem_response
 
 
 def create_app(settings: QuerySettings | None = None) -> FastAPI:
@@ -35,7 +35,9 @@ def create_app(settings: QuerySettings | None = None) -> FastAPI:
             tz_aware=True,
         )
         app.state.settings = settings
-        app.state.read_model = ProductReadModel(client[settings.mongodb_database])
+        app.state.read_model = ProductReadModel(
+            client[settings.mongodb_database], refresh_seconds=settings.generation_refresh_seconds
+        )
         try:
             yield
         finally:

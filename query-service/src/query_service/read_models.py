@@ -5,14 +5,21 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from catalog_contracts.read_models import CATEGORIES_COLLECTION, PRODUCTS_COLLECTION
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
+
+from catalog_contracts.read_models import (
+    GENERATION_POINTER_ID,
+    META_COLLECTION,
+    Generation,
+    generation_from_pointer,
+)
 
 SortKey = Literal["name", "-name", "price", "-price", "-updated_at"]
 
@@ -104,15 +111,35 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, str]:
 
 
 class ProductReadModel:
-    """Reads of the `products` and `categories` collections."""
+    """Reads of the live generation of the `products` and `categories` collections."""
 
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
-        self._products = db[PRODUCTS_COLLECTION]
-        self._categories = db[CATEGORIES_COLLECTION]
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], *, refresh_seconds: float = 1.0) -> None:
+        self._db = db
+        self._refresh = refresh_seconds
+        self._generation: Generation | None = None
+        self._resolved_at = 0.0
+
+    async def generation(self) -> Generation:
+        """The live generation, re-read from its pointer at most every `refresh_seconds`."""
+        now = time.monotonic()
+        if self._generation is None or now - self._resolved_at >= self._refresh:
+            try:
+                pointer = await self._db[META_COLLECTION].find_one({"_id": GENERATION_POINTER_ID})
+            except PyMongoError as exc:
+                raise ReadModelUnavailable(str(exc)) from exc
+            self._generation = generation_from_pointer(pointer)
+            self._resolved_at = now
+        return self._generation
+
+    async def _collections(self) -> tuple[Any, Any]:
+        generation = await self.generation()
+        return self._db[generation.products], self._db[generation.categories]
 
     async def get(self, product_id: str) -> dict[str, Any] | None:
+        products, _ = await self._collections()
         try:
-            return await self._products.find_one({"_id": product_id})
+            document: dict[str, Any] | None = await products.find_one({"_id": product_id})
+            return document
         except PyMongoError as exc:
             raise ReadModelUnavailable(str(exc)) from exc
 
@@ -127,9 +154,10 @@ class ProductReadModel:
             beyond = "$gt" if direction == ASCENDING else "$lt"
             after = {"$or": [{field: {beyond: value}}, {field: value, "_id": {"$gt": last_id}}]}
             query = {"$and": [query, after]}
+        products, _ = await self._collections()
         try:
             found = (
-                self._products.find(query, LIST_PROJECTION)
+                products.find(query, LIST_PROJECTION)
                 .sort([(field, direction), ("_id", ASCENDING)])
                 .limit(limit + 1)
             )
@@ -144,10 +172,12 @@ class ProductReadModel:
         return Page(documents, next_cursor)
 
     async def categories(self) -> list[dict[str, Any]]:
+        _, categories = await self._collections()
         try:
-            return [doc async for doc in self._categories.find({}).sort("_id", ASCENDING)]
+            found = categories.find({"product_count": {"$gt": 0}}).sort("_id", ASCENDING)
+            return [doc async for doc in found]
         except PyMongoError as exc:
             raise ReadModelUnavailable(str(exc)) from exc
 
     async def ping(self) -> None:
-        await self._products.database.command("ping")
+        await self._db.command("ping")

@@ -21,3 +21,5 @@ class QuerySettings(BaseSettings):
     min_version_wait_seconds: float = Field(3.0, gt=0, le=30)
     min_version_poll_seconds: float = Field(0.02, gt=0, le=1)
     max_pool_size: int = Field(50, ge=1)
+    # How stale this replica's view of the live read-model generation may be after a rebuild.
+    generation_refresh_seconds: float = Field(1.0, gt=0, le=60)

@@ -6,11 +6,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from catalog_contracts.problems import problem
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.responses import Response
 
+from catalog_contracts.problems import problem
 from service_runtime.problems import problem_response
 
 log = logging.getLogger(__name__)

@@ -6,9 +6,10 @@ import time
 from typing import Any
 
 import orjson
-from catalog_contracts.problems import PROBLEM_CONTENT_TYPE, problem
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from catalog_contracts.problems import PROBLEM_CONTENT_TYPE, problem
 
 
 class BodyTooLarge(Exception):

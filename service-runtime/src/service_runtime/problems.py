@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 
 import orjson
-from catalog_contracts.problems import PROBLEM_CONTENT_TYPE, Problem, problem, validation_problem
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+
+from catalog_contracts.problems import PROBLEM_CONTENT_TYPE, Problem, problem, validation_problem
 
 log = logging.getLogger(__name__)
 

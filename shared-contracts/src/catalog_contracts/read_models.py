@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field
@@ -58,4 +59,43 @@ def product_document(state: ProductState) -> dict[str, Any]:
         "version": state.version,
         "created_at": format_timestamp(state.created_at),
         "updated_at": format_timestamp(state.updated_at),
+    }
+
+
+# The live generation of read-model collections is named by one pointer document, so a rebuild
+# can fill new collections while the old ones serve, then switch every reader with one write.
+META_COLLECTION = "read_model_meta"
+GENERATION_POINTER_ID = "live_generation"
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """One set of read-model collections."""
+
+    name: str
+    products: str
+    categories: str
+
+
+BASE_GENERATION = Generation("base", PRODUCTS_COLLECTION, CATEGORIES_COLLECTION)
+
+
+def generation_named(name: str) -> Generation:
+    """The collections of a rebuilt generation."""
+    return Generation(name, f"{PRODUCTS_COLLECTION}_{name}", f"{CATEGORIES_COLLECTION}_{name}")
+
+
+def generation_from_pointer(pointer: dict[str, Any] | None) -> Generation:
+    """The generation a pointer document names (no pointer: the base collections)."""
+    if not pointer:
+        return BASE_GENERATION
+    return Generation(pointer["name"], pointer["products"], pointer["categories"])
+
+
+def pointer_document(generation: Generation) -> dict[str, Any]:
+    return {
+        "_id": GENERATION_POINTER_ID,
+        "name": generation.name,
+        "products": generation.products,
+        "categories": generation.categories,
     }

@@ -12,9 +12,9 @@ from uuid import UUID
 
 import asyncpg
 import orjson
+
 from catalog_contracts.codec import event_to_document
 from catalog_contracts.events import ProductEvent, event_headers
-
 from command_service.domain.model import Product
 
 log = logging.getLogger(__name__)

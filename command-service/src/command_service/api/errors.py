@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from catalog_contracts.problems import Problem, problem, validation_problem
 from fastapi import FastAPI, Request
-from service_runtime.problems import install_problem_handlers, problem_response
 from starlette.responses import Response
 
+from catalog_contracts.problems import Problem, problem, validation_problem
 from command_service.adapters.postgres import StorageUnavailable
 from command_service.domain.errors import (
     DomainError,
@@ -21,6 +20,7 @@ from command_service.domain.errors import (
     StockLimitExceeded,
     VersionMismatch,
 )
+from service_runtime.problems import install_problem_handlers, problem_response
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from catalog_contracts.money import Price
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
+from catalog_contracts.money import Price
 from command_service.domain.model import (
     CATEGORY_MAX,
     DESCRIPTION_MAX,

@@ -23,7 +23,6 @@ from catalog_contracts.events import (
     ProductStockAdjustedData,
 )
 from catalog_contracts.money import PriceError, parse_price
-
 from command_service.domain.errors import (
     InsufficientStock,
     InvalidValue,

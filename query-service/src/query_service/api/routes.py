@@ -8,16 +8,16 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import orjson
-from catalog_contracts.money import PriceError, parse_price, price_to_cents
-from catalog_contracts.problems import problem
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from service_runtime.problems import problem_response
 from starlette.responses import Response
 
+from catalog_contracts.money import PriceError, parse_price, price_to_cents
+from catalog_contracts.problems import problem
 from query_service.api.schemas import CategoryStats, ProductDetail, ProductPage
 from query_service.read_models import InvalidCursor, ProductFilter, ProductReadModel, SortKey
 from query_service.settings import QuerySettings
+from service_runtime.problems import problem_response
 
 router = APIRouter(prefix="/api/v1", tags=["queries"])
 
@@ -53,7 +53,9 @@ def _cents(parameter: str, value: str | None) -> int | None:
         raise _invalid(parameter, str(exc)) from None
 
 
-@router.get("/products", response_model=ProductPage, summary="List products")
+@router.api_route(
+    "/products", methods=["GET", "HEAD"], response_model=ProductPage, summary="List products"
+)
 async def list_products(
     read_model: ReadModel,
     category: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
@@ -119,8 +121,9 @@ def _etag_matches(if_none_match: str | None, version: int) -> bool:
     return "*" in tags or f'"{version}"' in tags
 
 
-@router.get(
+@router.api_route(
     "/products/{product_id}",
+    methods=["GET", "HEAD"],
     response_model=ProductDetail,
     summary="One product",
     responses={
@@ -168,7 +171,12 @@ async def get_product(
     return Response(orjson.dumps(_detail(document)), media_type=_JSON, headers={"ETag": etag})
 
 
-@router.get("/categories", response_model=list[CategoryStats], summary="Category statistics")
+@router.api_route(
+    "/categories",
+    methods=["GET", "HEAD"],
+    response_model=list[CategoryStats],
+    summary="Category statistics",
+)
 async def list_categories(read_model: ReadModel) -> Response:
     rows = [
         {
