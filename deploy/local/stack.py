@@ -33,6 +33,10 @@ VENV_BIN = Path(sys.executable).parent
 CACHE = Path(os.environ.get("CATALOG_CACHE_DIR", Path.home() / ".cache" / "catalog-cqrs"))
 
 NAMES = ("postgres", "kafka", "mongo", "command", "relay", "projector", "query", "gateway")
+# FerretDB's own PostgreSQL cluster: separate from the write model's, so stopping one side's
+# database never takes the other side down.
+MONGO_STORE = "mongo-store"
+CONTROLLABLE = (*NAMES, MONGO_STORE)
 SERVICES = ("command", "relay", "projector", "query")
 EVENTS_TOPIC_DEFAULT = "catalog.products.v1"
 
@@ -42,6 +46,7 @@ DEFAULT_PORTS = {
     "kafka": 59092,
     "kafka_controller": 59093,
     "mongo": 57017,
+    "mongo_store": 57432,
     "command": 58001,
     "query": 58002,
     "relay_metrics": 58011,
@@ -146,9 +151,12 @@ def load_stack() -> Stack:
     """The stack of STACK_DIR (default .run/), reusing the ports it was first given."""
     run_dir = Path(os.environ.get("STACK_DIR", REPO / ".run")).resolve()
     state_file = run_dir / "stack.json"
+    saved: dict[str, int] = {}
     if state_file.exists():
         state = json.loads(state_file.read_text())
-        return Stack(run_dir, state["ports"], state["external"], state["topic"])
+        saved = state["ports"]
+        if set(saved) >= set(DEFAULT_PORTS):
+            return Stack(run_dir, saved, state["external"], state["topic"])
     external = {}
     for part, variables in {
         "postgres": ("STACK_DATABASE_URL",),
@@ -159,10 +167,12 @@ def load_stack() -> Stack:
             if os.environ.get(variable):
                 external[part] = os.environ[variable]
                 break
-    ports: dict[str, int] = {}
-    taken: set[int] = set()
+    ports: dict[str, int] = dict(saved)  # a stack from an older layout keeps its ports
+    taken: set[int] = set(saved.values())
     for name, default in DEFAULT_PORTS.items():
         variable = f"STACK_PORT_{name.upper()}"
+        if name in ports:
+            continue
         if os.environ.get(variable):
             port = int(os.environ[variable])
             if not port_free(port):
@@ -293,9 +303,9 @@ def as_postgres(cmd: list[str]) -> list[str]:
     return cmd
 
 
-def postgres_data_dir(stack: Stack) -> Path:
+def postgres_data_dir(stack: Stack, name: str = "postgres") -> Path:
     """The cluster's directory under the run dir, or beside it when postgres cannot reach it."""
-    data = stack.run_dir / "postgres"
+    data = stack.run_dir / name
     if os.geteuid() != 0:
         return data
     probe = subprocess.run(as_postgres(["test", "-x", str(stack.run_dir)]), check=False)
@@ -304,7 +314,7 @@ def postgres_data_dir(stack: Stack) -> Path:
     # The run dir's parents are closed to other users (e.g. a clone under /root): keep the
     # cluster in a world-traversable place and point the run dir at it.
     key = hashlib.sha256(str(stack.run_dir).encode()).hexdigest()[:12]
-    outside = Path("/var/tmp") / f"catalog-cqrs-postgres-{key}"
+    outside = Path("/var/tmp") / f"catalog-cqrs-{name}-{key}"
     outside.mkdir(mode=0o700, exist_ok=True)
     shutil.chown(outside, "postgres", "postgres")
     if not data.is_symlink():
@@ -314,12 +324,12 @@ def postgres_data_dir(stack: Stack) -> Path:
     return outside
 
 
-def init_postgres(stack: Stack, pg_bin: Path) -> Path:
-    base = postgres_data_dir(stack)
+def init_postgres(stack: Stack, pg_bin: Path, name: str = "postgres") -> Path:
+    base = postgres_data_dir(stack, name)
     data = base / "data"
     if (data / "PG_VERSION").exists():
         return data
-    say("initializing a private PostgreSQL cluster")
+    say(f"initializing a private PostgreSQL cluster ({name})")
     base.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         shutil.chown(base, "postgres", "postgres")
@@ -454,12 +464,33 @@ serverurl=unix://{run_dir / "supervisor.sock"}
         )
     if "mongo" not in stack.external:
         binary = ferretdb_binary()
-        (run_dir / "ferretdb").mkdir(parents=True, exist_ok=True)
+        if ferretdb_backend() == "sqlite":
+            (run_dir / "ferretdb").mkdir(parents=True, exist_ok=True)
+            backend = f"-handler sqlite -sqlite-url file:{run_dir / 'ferretdb'}/"
+        else:
+            pg_bin = postgres_bin()
+            data = postgres_data_dir(stack, MONGO_STORE) / "data"
+            sections.append(
+                program(
+                    MONGO_STORE,
+                    f"{pg_bin / 'postgres'} -D {data} -p {stack.ports['mongo_store']}"
+                    f" -c listen_addresses=127.0.0.1"
+                    f" -c unix_socket_directories={data.parent / 'socket'}"
+                    " -c max_connections=200 -c shared_buffers=256MB -c logging_collector=off",
+                    stack,
+                    user="postgres" if os.geteuid() == 0 else None,
+                    stopsignal="INT",
+                    stopwait=30,
+                )
+            )
+            # FerretDB holds a backend connection per matched update of a batch; a bigger pool
+            # keeps the projector's batches far from its limit.
+            backend = f"-handler postgresql -postgresql-url {ferretdb_store_url(stack)}"
         sections.append(
             program(
                 "mongo",
-                f"{binary} -listen-addr 127.0.0.1:{stack.ports['mongo']} -handler sqlite"
-                f" -sqlite-url file:{run_dir / 'ferretdb'}/ -log-level warn",
+                f"{binary} -listen-addr 127.0.0.1:{stack.ports['mongo']} {backend}"
+                " -log-level error",
                 stack,
                 stopwait=15,
             )
@@ -496,6 +527,20 @@ serverurl=unix://{run_dir / "supervisor.sock"}
         )
     )
     stack.conf.write_text("\n".join(sections))
+
+
+def ferretdb_backend() -> str:
+    backend = os.environ.get("STACK_FERRETDB_BACKEND", "postgresql")
+    if backend not in ("postgresql", "sqlite"):
+        raise StackError("STACK_FERRETDB_BACKEND must be postgresql or sqlite")
+    return backend
+
+
+def ferretdb_store_url(stack: Stack, database: str = "ferretdb") -> str:
+    return (
+        f"postgres://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{stack.ports['mongo_store']}/{database}"
+        "?pool_max_conns=100"
+    )
 
 
 def supervisord_running(stack: Stack) -> bool:
@@ -587,15 +632,16 @@ def mongo_ready(url: str) -> bool:
         return bool(client.admin.command("ping").get("ok"))
 
 
-def create_database(stack: Stack) -> None:
+def create_database(stack: Stack, admin_url: str | None = None, name: str = DB_NAME) -> None:
     import asyncpg
 
     async def create() -> None:
-        admin_url = stack.database_url.rsplit("/", 1)[0] + "/postgres"
-        conn = await asyncpg.connect(admin_url)
+        conn = await asyncpg.connect(
+            admin_url or stack.database_url.rsplit("/", 1)[0] + "/postgres"
+        )
         try:
-            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DB_NAME):
-                await conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                await conn.execute(f'CREATE DATABASE "{name}"')
         finally:
             await conn.close()
 
@@ -617,6 +663,9 @@ def wait_healthy(stack: Stack, name: str, timeout: float = 120) -> None:
         "relay": lambda: http_ok(stack.url("relay_metrics") + "/metrics"),
         "projector": lambda: http_ok(stack.url("projector_metrics") + "/metrics"),
         "gateway": lambda: http_ok(stack.url("gateway") + "/healthz"),
+        MONGO_STORE: lambda: postgres_ready(
+            f"postgresql://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{stack.ports['mongo_store']}/postgres"
+        ),
     }
     wait_until(name, checks[name], timeout, stack, name)
 
@@ -634,6 +683,8 @@ def up(stack: Stack) -> None:
     save_stack(stack)
     if "postgres" not in stack.external:
         init_postgres(stack, postgres_bin())
+    if "mongo" not in stack.external and ferretdb_backend() == "postgresql":
+        init_postgres(stack, postgres_bin(), MONGO_STORE)
     if "kafka" not in stack.external:
         run(
             [
@@ -670,6 +721,11 @@ def up(stack: Stack) -> None:
     run([str(VENV_BIN / "command-service"), "ensure-topics"], env=service_env(stack), quiet=True)
 
     if "mongo" not in stack.external:
+        if ferretdb_backend() == "postgresql":
+            start_part(stack, MONGO_STORE)
+            store_admin = f"postgresql://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{stack.ports['mongo_store']}/postgres"
+            wait_until(MONGO_STORE, lambda: postgres_ready(store_admin), 60, stack, MONGO_STORE)
+            create_database(stack, store_admin, "ferretdb")
         start_part(stack, "mongo")
     wait_until("mongo", lambda: mongo_ready(stack.mongodb_url), 60, stack, "mongo")
 
@@ -720,6 +776,7 @@ def down(stack: Stack) -> None:
     # Stop in reverse dependency order so services drain before their servers go away.
     ctl(stack, "stop", "gateway", "command", "query", "relay", "projector", check=False)
     ctl(stack, "stop", "mongo", "kafka", "postgres", check=False)
+    ctl(stack, "stop", MONGO_STORE, check=False)
     ctl(stack, "shutdown", check=False)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -756,9 +813,9 @@ def main(argv: list[str] | None = None) -> int:
         ("restart", "stop and start a part, then wait until it is healthy"),
     ):
         p = sub.add_parser(action, help=text)
-        p.add_argument("name", choices=NAMES)
+        p.add_argument("name", choices=CONTROLLABLE)
     p = sub.add_parser("logs", help="print a part's log")
-    p.add_argument("name", choices=(*NAMES, "supervisord"))
+    p.add_argument("name", choices=(*CONTROLLABLE, "supervisord"))
     p.add_argument("-f", "--follow", action="store_true")
     p.add_argument("-n", "--lines", type=int, default=200)
     args = parser.parse_args(argv)

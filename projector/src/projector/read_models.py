@@ -7,15 +7,16 @@ error; each of these is handled here rather than assumed away.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from catalog_contracts.events import ProductEvent
 from catalog_contracts.money import cents_to_price, format_price
@@ -89,9 +90,13 @@ def fixed_generation(generation: Generation) -> GenerationSource:
 class ReadModelWriter:
     """Applies batches of events to one generation of read models, idempotently."""
 
-    def __init__(self, db: Db, generation: GenerationSource | None = None) -> None:
+    def __init__(
+        self, db: Db, generation: GenerationSource | None = None, *, concurrency: int = 16
+    ) -> None:
         self._db = db
         self._generation = generation or live_generation(db)
+        self._concurrency = concurrency
+        self._ferretdb: bool | None = None
 
     async def ensure_indexes(self) -> None:
         try:
@@ -126,20 +131,9 @@ class ReadModelWriter:
             return result
         try:
             generation = await self._generation()
-            products = self._db[generation.products]
-            stored: dict[str, int] = {}
-            async for doc in products.find(
-                {"_id": {"$in": list(newest)}}, {"version": 1, "category": 1}
-            ):
-                stored[doc["_id"]] = doc["version"]
-                # The category a document is in now, in case this batch moves it elsewhere.
-                touched.add(doc["category"])
-            pending = []
-            for key, event in newest.items():
-                if stored.get(key, 0) < event.state.version:
-                    pending.append(event)
-                else:
-                    result.skipped[event.event_type] += 1
+            # Every category a product leaves is named by the event that moves it
+            # (data.previous), so touched categories need no read of the stored documents.
+            pending = list(newest.values())
             for event, applied in zip(
                 pending, await self._upsert(generation, pending), strict=True
             ):
@@ -150,40 +144,76 @@ class ReadModelWriter:
             raise ReadModelUnavailable(str(exc)) from exc
         return result
 
+    async def _server_is_ferretdb(self) -> bool:
+        if self._ferretdb is None:
+            info = await self._db.client.admin.command("buildInfo")
+            self._ferretdb = "ferretdbVersion" in info
+        return self._ferretdb
+
     async def _upsert(self, generation: Generation, events: Sequence[ProductEvent]) -> list[bool]:
-        """Version-guarded upserts in unordered writes; False where the stored one was newer."""
-        updates = []
+        """Write each newest state unless the stored one is as new; False where it was."""
+        if not events:
+            return []
+        if await self._server_is_ferretdb():
+            return await self._upsert_one_by_one(generation, events)
+        return await self._upsert_bulk(generation, events)
+
+    async def _upsert_bulk(
+        self, generation: Generation, events: Sequence[ProductEvent]
+    ) -> list[bool]:
+        """MongoDB: one unordered bulk write of version-guarded upserts."""
+        operations = []
         for event in events:
             document = product_document(event.state)
             # A stored document at this version or newer fails the filter; the upsert then
             # collides on _id (duplicate key), which means "already applied".
-            updates.append(
-                {
-                    "q": {"_id": document["_id"], "version": {"$lt": event.state.version}},
-                    "u": document,
-                    "upsert": True,
-                }
-            )
-        applied = [True] * len(updates)
-        start = 0
-        while start < len(updates):
-            reply = await self._db.command(
-                {"update": generation.products, "updates": updates[start:], "ordered": False}
-            )
-            if reply.get("writeConcernError"):
-                raise ReadModelUnavailable(f"write concern failed: {reply['writeConcernError']}")
-            errors = reply.get("writeErrors") or []
+            guard = {"_id": document["_id"], "version": {"$lt": event.state.version}}
+            operations.append(ReplaceOne(guard, document, upsert=True))
+        applied = [True] * len(operations)
+        try:
+            await self._db[generation.products].bulk_write(operations, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
             others = [e for e in errors if e.get("code") != DUPLICATE_KEY]
-            if others:
-                raise ReadModelUnavailable(f"write errors: {others[:3]}")
+            if others or exc.details.get("writeConcernErrors"):
+                raise ReadModelUnavailable(f"write errors: {(others or errors)[:3]}") from exc
             for error in errors:
-                applied[start + int(error["index"])] = False
-            if len(errors) != 1:
-                break
-            # One error may mean the server stopped there (FerretDB v1 does, even unordered):
-            # resubmitting the rest is harmless, as every write is version-guarded.
-            start += int(errors[0]["index"]) + 1
+                applied[int(error["index"])] = False
         return applied
+
+    async def _upsert_one_by_one(
+        self, generation: Generation, events: Sequence[ProductEvent]
+    ) -> list[bool]:
+        """FerretDB v1: its bulk updates stop at the first error whatever `ordered` says, report
+        the wrong index, and hang once as many matched updates as its connection pool holds
+        are in one command. So: concurrent guarded replaces (no upsert), an insert where
+        nothing matched, and a duplicate key on that insert means someone else wrote first."""
+        products = self._db[generation.products]
+        limit = asyncio.Semaphore(self._concurrency)
+
+        async def write(event: ProductEvent) -> bool:
+            document = product_document(event.state)
+            guard = {"_id": document["_id"], "version": {"$lt": event.state.version}}
+            # A first version is almost always new: try the cheap insert before the replace.
+            insert_first = event.state.version == 1
+            async with limit:
+                for _attempt in range(5):
+                    if (
+                        not insert_first
+                        and (await products.replace_one(guard, document)).matched_count
+                    ):
+                        return True
+                    insert_first = False
+                    try:
+                        await products.insert_one(document)
+                        return True
+                    except DuplicateKeyError:
+                        stored = await products.find_one({"_id": document["_id"]}, {"version": 1})
+                        if stored is not None and stored["version"] >= event.state.version:
+                            return False  # already applied, or superseded
+                raise ReadModelUnavailable(f"product {document['_id']} kept changing")
+
+        return list(await asyncio.gather(*(write(e) for e in events)))
 
     async def recompute_categories(
         self, categories: Iterable[str], generation: Generation | None = None
