@@ -6,10 +6,11 @@ export UV_PYTHON_DOWNLOADS := never
 UV := $(shell deploy/local/ensure-uv)
 STACKCTL := deploy/local/stackctl
 PYTEST := $(UV) run --frozen pytest
+COMPOSE := docker compose --file deploy/compose/compose.yaml
 
 .PHONY: help
 help: ## List every target with what it does
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: sync
 sync: ## Install the workspace (one virtualenv, from uv.lock)
@@ -39,6 +40,19 @@ test: sync lint typecheck ## Lint, typecheck, then the whole suite (starts its o
 test-unit: sync ## Unit and contract tests only (no servers)
 	$(PYTEST) tests/unit tests/contract
 
+.PHONY: k8s-validate
+k8s-validate: sync ## Render the Kubernetes overlays; check them, compose and the Dockerfiles offline
+	$(PYTEST) tests/deploy
+
+.PHONY: compose-up
+compose-up: ## Build the images and start everything in containers (needs a Docker engine)
+	$(COMPOSE) up --build --detach --wait --wait-timeout 600
+	@echo "gateway: http://127.0.0.1:$${CATALOG_GATEWAY_PORT:-58080}"
+
+.PHONY: compose-down
+compose-down: ## Stop the containers (named volumes are kept: `docker compose ... down -v` drops them)
+	$(COMPOSE) down --remove-orphans
+
 .PHONY: lint
 lint: sync ## Check formatting and lint (never rewrites files)
 	$(UV) run --frozen ruff format --check .
@@ -51,7 +65,7 @@ format: sync ## Format and fix what ruff can fix
 
 .PHONY: typecheck
 typecheck: sync ## mypy --strict over every package
-	$(UV) run --frozen mypy shared-contracts/src service-runtime/src command-service/src projector/src query-service/src
+	$(UV) run --frozen mypy shared-contracts/src service-runtime/src command-service/src projector/src query-service/src catalogctl/src
 
 .PHONY: schemas
 schemas: sync ## Regenerate the committed JSON Schemas from the contract models

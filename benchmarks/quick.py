@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import subprocess
 import time
 import uuid
@@ -44,8 +43,10 @@ async def create_rate(gateway: str, seconds: float, concurrency: int) -> None:
         nonlocal errors
         while time.perf_counter() < deadline:
             started = time.perf_counter()
-            r = await client.post("/api/v1/products", json={
-                "name": "bench", "category": category, "price": "9.99", "stock": 5})
+            r = await client.post(
+                "/api/v1/products",
+                json={"name": "bench", "category": category, "price": "9.99", "stock": 5},
+            )
             if r.status_code == 201:
                 latencies.append(time.perf_counter() - started)
             else:
@@ -56,48 +57,74 @@ async def create_rate(gateway: str, seconds: float, concurrency: int) -> None:
         started = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    print(f"creates through the gateway: {len(latencies) / elapsed:,.0f}/s at concurrency "
-          f"{concurrency}; p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
-          f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms; errors {errors}")
+    print(
+        f"creates through the gateway: {len(latencies) / elapsed:,.0f}/s at concurrency "
+        f"{concurrency}; p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
+        f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms; errors {errors}"
+    )
 
 
 async def commit_to_view(gateway: str, samples: int) -> None:
     delays = []
     async with httpx.AsyncClient(base_url=gateway, timeout=30) as client:
         for _ in range(samples):
-            r = await client.post("/api/v1/products", json={
-                "name": "latency", "category": "bench-latency", "price": "1.00", "stock": 1})
+            r = await client.post(
+                "/api/v1/products",
+                json={"name": "latency", "category": "bench-latency", "price": "1.00", "stock": 1},
+            )
             acknowledged = time.perf_counter()
             pid = r.json()["id"]
             while (await client.get(f"/api/v1/products/{pid}")).status_code != 200:
                 await asyncio.sleep(0.001)
             delays.append(time.perf_counter() - acknowledged)
             await asyncio.sleep(0.02)
-    print(f"command response -> readable through the query API ({samples} samples): "
-          f"p50 {percentile(delays, 0.5) * 1000:.1f} ms, p99 {percentile(delays, 0.99) * 1000:.1f} ms")
+    print(
+        f"command response -> readable through the query API ({samples} samples): "
+        f"p50 {percentile(delays, 0.5) * 1000:.1f} ms, p99 {percentile(delays, 0.99) * 1000:.1f} ms"
+    )
 
 
 async def projector_backlog(env: dict[str, str], events: int) -> None:
     stackctl = [str(REPO / "deploy/local/stackctl")]
     subprocess.run([*stackctl, "stop", "projector"], check=True, capture_output=True)
-    producer = AIOKafkaProducer(bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"], acks="all",
-                                enable_idempotence=True, linger_ms=5)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+    )
     await producer.start()
     now = datetime.now(UTC)
     category = f"backlog-{uuid.uuid4().hex[:6]}"
     try:
         for i in range(events):
             pid = uuid.uuid4()
-            state = ProductState(id=pid, name=f"b{i}", description=None, category=category,
-                                 price=Decimal("1.00"), stock=1, status="active",
-                                 created_at=now, updated_at=now, version=1)
+            state = ProductState(
+                id=pid,
+                name=f"b{i}",
+                description=None,
+                category=category,
+                price=Decimal("1.00"),
+                stock=1,
+                status="active",
+                created_at=now,
+                updated_at=now,
+                version=1,
+            )
             event = ProductCreated(
-                event_id=uuid.uuid4(), schema_version=1, aggregate_id=pid, aggregate_version=1,
-                occurred_at=now, state=state,
-                data=ProductCreatedData(name=state.name, description=None, category=category,
-                                        price=state.price, stock=1))
-            await producer.send(env["EVENTS_TOPIC"], key=str(pid).encode(),
-                                value=encode_event(event))
+                event_id=uuid.uuid4(),
+                schema_version=1,
+                aggregate_id=pid,
+                aggregate_version=1,
+                occurred_at=now,
+                state=state,
+                data=ProductCreatedData(
+                    name=state.name, description=None, category=category, price=state.price, stock=1
+                ),
+            )
+            await producer.send(
+                env["EVENTS_TOPIC"], key=str(pid).encode(), value=encode_event(event)
+            )
         await producer.flush()
     finally:
         await producer.stop()
@@ -109,8 +136,10 @@ async def projector_backlog(env: dict[str, str], events: int) -> None:
         await asyncio.sleep(0.5)
     elapsed = time.perf_counter() - started
     await mongo.close()
-    print(f"projector applied a backlog of {events:,} events in {elapsed:.1f}s: "
-          f"{events / elapsed:,.0f} events/s (including its restart)")
+    print(
+        f"projector applied a backlog of {events:,} events in {elapsed:.1f}s: "
+        f"{events / elapsed:,.0f} events/s (including its restart)"
+    )
 
 
 def main() -> None:

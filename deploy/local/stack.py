@@ -434,6 +434,11 @@ serverurl=unix://{run_dir / "supervisor.sock"}
         "PROJECTOR_METRICS_PORT": str(stack.ports["projector_metrics"]),
         "COMMAND_TOPIC_PARTITIONS": os.environ.get("STACK_TOPIC_PARTITIONS", "6"),
     }
+    if os.environ.get("STACK_FAULT_INJECTION") == "1":
+        # Arms the crash points of service_runtime.faults for the fault-injection suite.
+        triggers = run_dir / "fault-triggers"
+        triggers.mkdir(parents=True, exist_ok=True)
+        service_env["CATALOG_FAULT_DIR"] = str(triggers)
     if "postgres" not in stack.external:
         pg_bin = postgres_bin()
         data = postgres_data_dir(stack) / "data"
@@ -840,7 +845,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise StackError("stack is not running; run `stackctl up` first")
             if args.action == "kill":
                 ctl(stack, "signal", "KILL", args.name)
-            elif args.action in ("start", "restart"):
+            elif args.action == "start":
+                start_part(stack, args.name)  # already running (e.g. restarted) is fine
+                wait_healthy(stack, args.name)
+            elif args.action == "restart":
                 ctl(stack, args.action, args.name)
                 wait_healthy(stack, args.name)
             else:

@@ -21,6 +21,7 @@ from catalog_contracts.codec import EventDecodeError, decode_event
 from catalog_contracts.events import ProductEvent
 from projector.metrics import ProjectorMetrics
 from projector.read_models import ReadModelUnavailable, ReadModelWriter
+from service_runtime.faults import PROJECTOR_AFTER_APPLY, crash_point
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class Projector:
             batch = self._decode(records)
             if not await self._process(batch, stop):
                 return
+            crash_point(PROJECTOR_AFTER_APPLY)
             await self._commit(batch)
             await self._report_lag()
 

@@ -246,41 +246,39 @@ class ReadModelWriter:
             )
 
     async def _aggregate(self, generation: Generation, names: list[str]) -> dict[str, Any]:
-        products = self._db[generation.products]
-        active = {"category": {"$in": names}, "status": "active"}
-        # One accumulator per pipeline: FerretDB v1 computes only the first of several.
-        counts = await self._sum_by_category(products, active, 1)
-        stock = await self._sum_by_category(products, active, "$stock")
-        in_stock = await self._sum_by_category(products, {**active, "in_stock": True}, 1)
-        figures = {}
-        for name, count in counts.items():
-            where = {"category": name, "status": "active"}
-            cheapest = await products.find_one(
-                where, {"price_cents": 1}, sort=[("price_cents", ASCENDING)]
-            )
-            dearest = await products.find_one(
-                where, {"price_cents": 1}, sort=[("price_cents", DESCENDING)]
-            )
-            if cheapest is None or dearest is None:
-                continue  # emptied meanwhile; the change that emptied it recomputes it
-            figures[name] = category_document(
-                name,
-                {
-                    "product_count": count,
-                    "total_stock": stock.get(name, 0),
-                    "in_stock_count": in_stock.get(name, 0),
-                    "min_price_cents": cheapest["price_cents"],
-                    "max_price_cents": dearest["price_cents"],
-                },
-            )
-        return figures
+        """Figures of each category from its active product documents.
 
-    @staticmethod
-    async def _sum_by_category(products: Any, match: dict[str, Any], value: Any) -> dict[str, int]:
-        cursor = await products.aggregate(
-            [{"$match": match}, {"$group": {"_id": "$category", "v": {"$sum": value}}}]
-        )
-        return {row["_id"]: int(row["v"]) async for row in cursor}
+        One equality query per category, summed here: FerretDB v1 evaluates only the first
+        accumulator of a `$group` and has no `$min`/`$max`, while plain equality filters are
+        the ones it can hand down to its storage.
+        """
+        products = self._db[generation.products]
+        figures = {}
+        for name in names:
+            count = in_stock = total_stock = 0
+            low: int | None = None
+            high: int | None = None
+            async for doc in products.find(
+                {"category": name, "status": "active"}, {"_id": 0, "stock": 1, "price_cents": 1}
+            ):
+                count += 1
+                total_stock += doc["stock"]
+                in_stock += doc["stock"] > 0
+                cents = doc["price_cents"]
+                low = cents if low is None or cents < low else low
+                high = cents if high is None or cents > high else high
+            if count and low is not None and high is not None:
+                figures[name] = category_document(
+                    name,
+                    {
+                        "product_count": count,
+                        "total_stock": total_stock,
+                        "in_stock_count": in_stock,
+                        "min_price_cents": low,
+                        "max_price_cents": high,
+                    },
+                )
+        return figures
 
 
 def category_document(name: str, row: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from command_service.adapters.postgres import OUTBOX_CHANNEL, init_connection
+from service_runtime.faults import RELAY_AFTER_ACK, crash_point
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +219,7 @@ class OutboxRelay:
                 )
             )
         await asyncio.gather(*futures)
+        crash_point(RELAY_AFTER_ACK)
         await self._mark_published(conn, [row["id"] for row in rows])
         self._metrics.batch_size.observe(len(rows))
         now = time.time()

@@ -1,0 +1,131 @@
+"""Steady mixed command load through the gateway, with the logs the invariant checker needs."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
+
+
+@dataclass
+class LoadLog:
+    """What the clients sent, what was acknowledged, and what reads returned."""
+
+    sent: int = 0
+    acknowledged: int = 0
+    errors: int = 0  # 5xx, timeouts, refused connections: outcomes unknown to the client
+    rejected: int = 0  # 4xx: refused by the domain (e.g. 409 insufficient stock)
+    acked_versions: dict[str, int] = field(default_factory=dict)  # product -> highest acked
+    monotonic_violations: list[str] = field(default_factory=list)
+
+
+class LoadClient:
+    """One client: its own products, a mix of commands, and reads that must never go back."""
+
+    def __init__(self, gateway: str, log: LoadLog, seed: int, category_prefix: str) -> None:
+        self._gateway = gateway
+        self._log = log
+        self._random = random.Random(seed)
+        self._products: list[str] = []
+        self._seen: dict[str, int] = {}
+        self._categories = [f"{category_prefix}-{i}" for i in range(3)]
+
+    async def run(self, stop: asyncio.Event, rate: float) -> None:
+        interval = 1.0 / rate
+        async with httpx.AsyncClient(base_url=self._gateway, timeout=5) as client:
+            next_at = time.monotonic()
+            while not stop.is_set():
+                await self._one(client)
+                next_at += interval
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    async def _one(self, client: httpx.AsyncClient) -> None:
+        r = self._random
+        if not self._products or r.random() < 0.2:
+            await self._command(
+                client,
+                "POST",
+                "/api/v1/products",
+                {
+                    "name": f"item-{uuid.uuid4().hex[:6]}",
+                    "category": r.choice(self._categories),
+                    "price": f"{r.randint(1, 9999)}.{r.randint(0, 99):02d}",
+                    "stock": r.randint(0, 20),
+                },
+            )
+            return
+        pid = r.choice(self._products)
+        kind = r.random()
+        if kind < 0.3:
+            await self._command(
+                client,
+                "POST",
+                f"/api/v1/products/{pid}/stock-adjustments",
+                {"quantity_change": r.choice([-3, -1, 1, 2, 5])},
+            )
+        elif kind < 0.5:
+            await self._command(
+                client,
+                "PUT",
+                f"/api/v1/products/{pid}/price",
+                {"price": f"{r.randint(1, 9999)}.{r.randint(0, 99):02d}"},
+            )
+        elif kind < 0.6:
+            await self._command(
+                client,
+                "PATCH",
+                f"/api/v1/products/{pid}",
+                {"category": r.choice(self._categories), "description": uuid.uuid4().hex},
+            )
+        elif kind < 0.63:
+            await self._command(client, "DELETE", f"/api/v1/products/{pid}", None)
+        else:
+            await self._read(client, pid)
+
+    async def _command(
+        self, client: httpx.AsyncClient, method: str, path: str, body: object
+    ) -> None:
+        self._log.sent += 1
+        try:
+            response = await client.request(method, path, json=body)
+        except httpx.HTTPError:
+            self._log.errors += 1
+            return
+        if response.status_code >= 500:
+            self._log.errors += 1
+        elif response.status_code >= 400:
+            self._log.rejected += 1
+        else:
+            self._log.acknowledged += 1
+            data = response.json()
+            pid, version = str(data["id"]), int(data["version"])
+            if method == "POST" and path == "/api/v1/products":
+                self._products.append(pid)
+            previous = self._log.acked_versions.get(pid, 0)
+            self._log.acked_versions[pid] = max(previous, version)
+
+    async def _read(self, client: httpx.AsyncClient, pid: str) -> None:
+        try:
+            response = await client.get(f"/api/v1/products/{pid}")
+        except httpx.HTTPError:
+            return
+        if response.status_code != 200:
+            return
+        version = int(response.json()["version"])
+        if version < self._seen.get(pid, 0):
+            self._log.monotonic_violations.append(f"{pid}: read {version} after {self._seen[pid]}")
+        self._seen[pid] = max(version, self._seen.get(pid, 0))
+
+
+async def run_load(
+    gateway: str, stop: asyncio.Event, *, clients: int, rate: float, seed: int, prefix: str
+) -> LoadLog:
+    """Run `clients` clients at `rate` operations per second each until `stop` is set."""
+    log = LoadLog()
+    workers = [LoadClient(gateway, log, seed + i, prefix) for i in range(clients)]
+    await asyncio.gather(*(w.run(stop, rate) for w in workers))
+    return log

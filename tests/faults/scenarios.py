@@ -1,0 +1,155 @@
+"""Fault scenarios, each injected while the load runs, through stackctl or straight into Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from service_runtime.faults import PROJECTOR_AFTER_APPLY, RELAY_AFTER_ACK
+from tests.fixtures.infra import Infra
+
+
+@dataclass
+class Outcome:
+    dead_lettered: int = 0
+    note: str = ""
+
+
+Inject = Callable[[Infra], Awaitable[Outcome]]
+
+
+async def ctl(infra: Infra, *args: str) -> None:
+    await asyncio.to_thread(infra.stackctl, *args)
+
+
+def kill(name: str) -> Inject:
+    async def inject(infra: Infra) -> Outcome:
+        await ctl(infra, "kill", name)
+        await asyncio.sleep(1.0)
+        await ctl(infra, "start", name)  # the supervisor restarted it; wait until healthy
+        return Outcome(note=f"SIGKILL {name}")
+
+    return inject
+
+
+def stop_start(name: str, down_for: float = 4.0) -> Inject:
+    async def inject(infra: Infra) -> Outcome:
+        await ctl(infra, "stop", name)
+        await asyncio.sleep(down_for)
+        await ctl(infra, "start", name)
+        return Outcome(note=f"{name} down {down_for:.0f}s")
+
+    return inject
+
+
+def crash_at(point: str, name: str) -> Inject:
+    """Arm a crash point and prove the process died exactly there."""
+
+    async def inject(infra: Infra) -> Outcome:
+        assert infra.stack_dir is not None
+        trigger = Path(infra.stack_dir) / "fault-triggers" / point
+        trigger.touch()
+        deadline = time.monotonic() + 60
+        while trigger.exists():
+            assert time.monotonic() < deadline, f"{name} never reached {point}"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        await ctl(infra, "start", name)
+        log = (Path(infra.stack_dir) / "logs" / f"{name}.log").read_text()
+        assert f"fault injection: crashing at {point}" in log
+        return Outcome(note=f"{name} crashed at {point}")
+
+    return inject
+
+
+async def _recent_events(infra: Infra, count: int) -> list[tuple[bytes | None, bytes | None]]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=infra.kafka_bootstrap_servers, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(infra.events_topic) or set()
+        if not parts:
+            await consumer.topics()
+        tps = [TopicPartition(infra.events_topic, p) for p in range(6)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            consumer.seek(tp, max(0, ends[tp] - count // len(tps)))
+        records: list[tuple[bytes | None, bytes | None]] = []
+        for _ in range(20):
+            for batch in (await consumer.getmany(timeout_ms=300)).values():
+                records += [(m.key, m.value) for m in batch]
+            if len(records) >= count:
+                break
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def _produce(infra: Infra, messages: list[tuple[bytes | None, bytes | None]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for key, value in messages:
+            await producer.send(infra.events_topic, key=key, value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def duplicates_and_reordering(infra: Infra) -> Outcome:
+    recent = await _recent_events(infra, 120)
+    replay = recent * 2
+    random.Random(5).shuffle(replay)
+    await _produce(infra, replay)
+    return Outcome(note=f"re-injected {len(replay)} old events, shuffled")
+
+
+async def _dead_letter_count(infra: Infra) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka_bootstrap_servers, group_id=None)
+    await consumer.start()
+    try:
+        tp = TopicPartition(f"{infra.events_topic}.dlq", 0)
+        return int((await consumer.end_offsets([tp]))[tp])
+    finally:
+        await consumer.stop()
+
+
+async def poison(infra: Infra) -> Outcome:
+    before = await _dead_letter_count(infra)
+    await _produce(
+        infra,
+        [
+            (b"poison-1", b"\x00\x01garbage"),
+            (b"poison-2", b'{"event_type": "ProductCreated", "schema_version": 1, "state": 3}'),
+            (b"poison-3", b'{"event_type": "ProductTeleported", "schema_version": 1}'),
+        ],
+    )
+    deadline = time.monotonic() + 60
+    while (after := await _dead_letter_count(infra)) < before + 3:
+        assert time.monotonic() < deadline, "poison messages did not reach the dead-letter topic"
+        await asyncio.sleep(0.5)
+    return Outcome(dead_lettered=after - before, note="3 poison messages")
+
+
+SCENARIOS: dict[str, Inject] = {
+    "kill command": kill("command"),
+    "kill relay": kill("relay"),
+    "kill projector": kill("projector"),
+    "kill query": kill("query"),
+    "kill gateway": kill("gateway"),
+    "stop/start kafka": stop_start("kafka"),
+    "stop/start postgres": stop_start("postgres"),
+    "stop/start mongo": stop_start("mongo"),
+    "projector dies between write and commit": crash_at(PROJECTOR_AFTER_APPLY, "projector"),
+    "relay dies between ack and mark": crash_at(RELAY_AFTER_ACK, "relay"),
+    "duplicated and reordered events": duplicates_and_reordering,
+    "poison messages": poison,
+}
