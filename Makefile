@@ -74,3 +74,11 @@ schemas: sync ## Regenerate the committed JSON Schemas from the contract models
 .PHONY: clean
 clean: down ## Stop the stack and delete runtime state under .run/
 	rm -rf .run
+
+.PHONY: test-faults
+test-faults: sync ## The fault suite at full size (thousands of commands per scenario); writes .run/faults/report.md
+	FAULTS_PROFILE=full $(PYTEST) tests/faults
+
+.PHONY: reconcile
+reconcile: sync ## Compare the running stack's read models with its write model (REPAIR=1 to fix)
+	set -a; . .run/stack.env; set +a; $(UV) run --frozen catalogctl reconcile $(if $(REPAIR),--repair,)
