@@ -47,7 +47,7 @@ k8s-validate: sync ## Render the Kubernetes overlays; check them, compose and th
 .PHONY: compose-up
 compose-up: ## Build the images and start everything in containers (needs a Docker engine)
 	$(COMPOSE) up --build --detach --wait --wait-timeout 600
-	@echo "gateway: http://127.0.0.1:$${CATALOG_GATEWAY_PORT:-58080}"
+	@echo "gateway: http://127.0.0.1:$${CATALOG_GATEWAY_PORT:-18080}"
 
 .PHONY: compose-down
 compose-down: ## Stop the containers (named volumes are kept: `docker compose ... down -v` drops them)

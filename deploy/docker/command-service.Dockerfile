@@ -49,10 +49,10 @@ ENV PATH=/app/.venv/bin:$PATH \
     COMMAND_HOST=0.0.0.0
 WORKDIR /app
 USER 10001:10001
-EXPOSE 58001
+EXPOSE 18001
 # Checks `serve`; the relay (same image) answers on COMMAND_RELAY_METRICS_PORT instead, so
 # compose overrides the check for it.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('COMMAND_PORT', '58001'), timeout=2)"
+    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('COMMAND_PORT', '18001'), timeout=2)"
 ENTRYPOINT ["command-service"]
 CMD ["serve"]

@@ -48,9 +48,9 @@ ENV PATH=/app/.venv/bin:$PATH \
     PROJECTOR_HOST=0.0.0.0
 WORKDIR /app
 USER 10001:10001
-EXPOSE 58012
+EXPOSE 18012
 # The projector serves /metrics only (no HTTP API).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/metrics' % os.environ.get('PROJECTOR_METRICS_PORT', '58012'), timeout=2)"
+    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/metrics' % os.environ.get('PROJECTOR_METRICS_PORT', '18012'), timeout=2)"
 ENTRYPOINT ["projector"]
 CMD ["run"]

@@ -48,8 +48,8 @@ ENV PATH=/app/.venv/bin:$PATH \
     QUERY_HOST=0.0.0.0
 WORKDIR /app
 USER 10001:10001
-EXPOSE 58002
+EXPOSE 18002
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('QUERY_PORT', '58002'), timeout=2)"
+    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('QUERY_PORT', '18002'), timeout=2)"
 ENTRYPOINT ["query-service"]
 CMD ["serve"]

@@ -40,18 +40,20 @@ CONTROLLABLE = (*NAMES, MONGO_STORE)
 SERVICES = ("command", "relay", "projector", "query")
 EVENTS_TOPIC_DEFAULT = "catalog.products.v1"
 
-# Defaults stay clear of 5432, 9092, 27017 and 8080, which a developer machine may be using.
+# Defaults stay clear of 5432, 9092, 27017 and 8080, which a developer machine may be using,
+# and below 32768: a port in the kernel's ephemeral range can be taken by any outgoing
+# connection while its server is down, and then the server cannot bind it again.
 DEFAULT_PORTS = {
-    "postgres": 55432,
-    "kafka": 59092,
-    "kafka_controller": 59093,
-    "mongo": 57017,
-    "mongo_store": 57432,
-    "command": 58001,
-    "query": 58002,
-    "relay_metrics": 58011,
-    "projector_metrics": 58012,
-    "gateway": 58080,
+    "postgres": 15432,
+    "kafka": 19092,
+    "kafka_controller": 19093,
+    "mongo": 17017,
+    "mongo_store": 17432,
+    "command": 18001,
+    "query": 18002,
+    "relay_metrics": 18011,
+    "projector_metrics": 18012,
+    "gateway": 18080,
 }
 DB_USER = "catalog"
 DB_PASSWORD = "catalog"  # development-only credentials of a loopback-only cluster
@@ -182,6 +184,8 @@ def load_stack() -> Stack:
             # Detect a clash with something already listening and move past it.
             while port in taken or not port_free(port):
                 port += 1
+                if port >= 32768:
+                    raise StackError(f"no free port for {name} below the ephemeral range")
         ports[name] = port
         taken.add(port)
     return Stack(run_dir, ports, external, os.environ.get("EVENTS_TOPIC", EVENTS_TOPIC_DEFAULT))

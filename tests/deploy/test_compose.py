@@ -209,7 +209,7 @@ def test_the_gateway_uses_the_local_stack_routes(services: dict[str, Service]) -
     nginx_conf = (COMPOSE_DIR / "nginx.conf").read_text()
     assert f"include {mounts[LOCAL_GATEWAY_ROUTES]};" in nginx_conf
     upstreams = dict(re.findall(r"upstream (\w+) \{[^}]*?server ([\w.-]+:\d+)", nginx_conf))
-    assert upstreams == {"command_service": "command:58001", "query_service": "query:58002"}
+    assert upstreams == {"command_service": "command:18001", "query_service": "query:18002"}
     for upstream in upstreams.values():
         host, _ = upstream.split(":")
         assert host in services

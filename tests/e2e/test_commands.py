@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
+from tests.e2e.conftest import PROBLEM
 from tests.fixtures.infra import Infra
 
 pytestmark = pytest.mark.e2e
-
-PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-def client(infra: Infra) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=infra.gateway_url, timeout=15) as c:
-        yield c
 
 
 def create(client: httpx.Client, **overrides: object) -> dict:  # type: ignore[type-arg]

@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 
 import httpx
 import pytest
 
-from tests.fixtures.infra import Infra
+from tests.e2e.conftest import PROBLEM
 
 pytestmark = pytest.mark.e2e
-
-PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-def client(infra: Infra) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=infra.gateway_url, timeout=15) as c:
-        yield c
 
 
 def create(

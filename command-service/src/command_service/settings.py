@@ -17,11 +17,11 @@ class CommandSettings(BaseSettings):
         "development", validation_alias=AliasChoices("COMMAND_ENVIRONMENT", "ENVIRONMENT")
     )
     database_url: PostgresDsn = Field(
-        PostgresDsn("postgresql://catalog:catalog@127.0.0.1:55432/catalog"),
+        PostgresDsn("postgresql://catalog:catalog@127.0.0.1:15432/catalog"),
         validation_alias=AliasChoices("COMMAND_DATABASE_URL", "DATABASE_URL"),
     )
     kafka_bootstrap_servers: str = Field(
-        "127.0.0.1:59092",
+        "127.0.0.1:19092",
         validation_alias=AliasChoices("COMMAND_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
     )
     events_topic: str = Field(
@@ -31,7 +31,7 @@ class CommandSettings(BaseSettings):
     topic_min_compaction_lag_ms: int = Field(7 * 24 * 3600 * 1000, ge=0)
 
     host: str = "127.0.0.1"
-    port: int = Field(58001, ge=1, le=65535)
+    port: int = Field(18001, ge=1, le=65535)
     pool_min_size: int = Field(2, ge=1)
     pool_max_size: int = Field(20, ge=1)
     max_body_bytes: int = Field(64 * 1024, ge=1)
@@ -41,7 +41,7 @@ class CommandSettings(BaseSettings):
     relay_poll_interval_seconds: float = Field(1.0, gt=0)
     relay_use_notify: bool = True
     relay_lock_retry_seconds: float = Field(1.0, gt=0)
-    relay_metrics_port: int = Field(58011, ge=0, le=65535)
+    relay_metrics_port: int = Field(18011, ge=0, le=65535)
     outbox_retention_seconds: int = Field(24 * 3600, ge=0)
     outbox_purge_interval_seconds: float = Field(60.0, gt=0)
 

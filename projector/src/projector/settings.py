@@ -12,7 +12,7 @@ class ProjectorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PROJECTOR_", extra="ignore", frozen=True)
 
     kafka_bootstrap_servers: str = Field(
-        "127.0.0.1:59092",
+        "127.0.0.1:19092",
         validation_alias=AliasChoices(
             "PROJECTOR_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"
         ),
@@ -22,7 +22,7 @@ class ProjectorSettings(BaseSettings):
     )
     group_id: str = "catalog-projector"
     mongodb_url: str = Field(
-        "mongodb://127.0.0.1:57017/",
+        "mongodb://127.0.0.1:17017/",
         validation_alias=AliasChoices("PROJECTOR_MONGODB_URL", "MONGODB_URL"),
     )
     mongodb_database: str = Field(
@@ -30,7 +30,7 @@ class ProjectorSettings(BaseSettings):
     )
     batch_size: int = Field(1000, ge=1, le=10_000)
     host: str = "127.0.0.1"
-    metrics_port: int = Field(58012, ge=0, le=65535)
+    metrics_port: int = Field(18012, ge=0, le=65535)
 
     @property
     def dead_letter_topic(self) -> str:

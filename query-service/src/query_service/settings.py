@@ -10,14 +10,14 @@ class QuerySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QUERY_", extra="ignore", frozen=True)
 
     mongodb_url: str = Field(
-        "mongodb://127.0.0.1:57017/",
+        "mongodb://127.0.0.1:17017/",
         validation_alias=AliasChoices("QUERY_MONGODB_URL", "MONGODB_URL"),
     )
     mongodb_database: str = Field(
         "catalog", validation_alias=AliasChoices("QUERY_MONGODB_DATABASE", "MONGODB_DATABASE")
     )
     host: str = "127.0.0.1"
-    port: int = Field(58002, ge=1, le=65535)
+    port: int = Field(18002, ge=1, le=65535)
     min_version_wait_seconds: float = Field(3.0, gt=0, le=30)
     min_version_poll_seconds: float = Field(0.02, gt=0, le=1)
     max_pool_size: int = Field(50, ge=1)

@@ -1,0 +1,19 @@
+"""Fixtures of the end-to-end tests: an HTTP client of the gateway."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.fixtures.infra import Infra
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def client(infra: Infra) -> Iterator[httpx.Client]:
+    """A client of the gateway, as any API user would hold one."""
+    with httpx.Client(base_url=infra.gateway_url, timeout=15) as c:
+        yield c
