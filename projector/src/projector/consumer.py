@@ -33,6 +33,12 @@ class ConsumerConfig:
     batch_size: int = 1000
     poll_timeout_ms: int = 200
     max_backoff: float = 10.0
+    stall_check_seconds: float = 5.0
+    stall_seconds: float = 30.0
+
+
+class ProjectorStalled(Exception):
+    """Messages are waiting and none arrive: this consumer should be replaced."""
 
 
 @dataclass
@@ -63,13 +69,26 @@ class Projector:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Project until `stop` is set; the batch in hand is finished and committed first."""
+        progress = time.monotonic()
+        last_check = progress
         while not stop.is_set():
             records = await self._consumer.getmany(
                 timeout_ms=self._config.poll_timeout_ms, max_records=self._config.batch_size
             )
+            now = time.monotonic()
             if not records:
                 await self._report_lag()
+                if now - last_check >= self._config.stall_check_seconds:
+                    last_check = now
+                    if not await self._behind():
+                        progress = now
+                    elif now - progress >= self._config.stall_seconds:
+                        # Seen with consumers across broker restarts: messages wait, none come.
+                        # Exiting hands the partitions to a fresh consumer (the supervisor or the
+                        # kubelet restarts this one); nothing is lost, offsets were not committed.
+                        raise ProjectorStalled(f"no message for {now - progress:.0f}s while behind")
                 continue
+            progress = now
             batch = self._decode(records)
             if not await self._process(batch, stop):
                 return
@@ -154,6 +173,20 @@ class Projector:
         except CommitFailedError as exc:
             # The group rebalanced; the new owner re-reads from the last commit, harmlessly.
             log.warning("offset commit failed after a rebalance: %s", exc)
+
+    async def _behind(self) -> bool:
+        """Whether an assigned partition has messages this consumer has not read yet."""
+        assigned = list(self._consumer.assignment())
+        if not assigned:
+            return True  # out of the group is as bad as stuck
+        try:
+            ends = await self._consumer.end_offsets(assigned)
+            for tp in assigned:
+                if ends[tp] > await self._consumer.position(tp):
+                    return True
+            return False
+        except (KafkaError, AssertionError, TimeoutError):
+            return False  # cannot tell now; the next check will
 
     async def _report_lag(self) -> None:
         for tp in self._consumer.assignment():

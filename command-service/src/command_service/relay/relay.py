@@ -86,6 +86,10 @@ class RelayMetrics:
 ProducerFactory = Callable[[], AIOKafkaProducer]
 
 
+class RelayStalled(Exception):
+    """Publishing kept failing; the relay starts over with a fresh producer and connection."""
+
+
 class OutboxRelay:
     """Leader-elected publisher of the outbox table."""
 
@@ -107,7 +111,13 @@ class OutboxRelay:
                 backoff = 0.5
                 if not led:
                     await _wait(stop, self._config.lock_retry)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            except (
+                OSError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                TimeoutError,
+                RelayStalled,
+            ) as exc:
                 self._metrics.failures.inc()
                 log.warning(
                     "relay cycle failed (%s: %s); retrying in %.1fs",
@@ -151,15 +161,22 @@ class OutboxRelay:
     ) -> None:
         last_purge = last_backlog = 0.0
         backoff = 0.5
+        failures = 0
         while not stop.is_set():
             self._wake.clear()
             try:
                 published = await self.publish_batch(conn, producer)
                 backoff = 0.5
+                failures = 0
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                 raise
             except Exception as exc:  # Kafka unavailable or timing out: keep the lock, retry
                 self._metrics.failures.inc()
+                failures += 1
+                if failures >= 5:
+                    # Start over with a new producer (and connection) rather than trust one
+                    # that has failed this often, e.g. across a broker restart.
+                    raise RelayStalled(f"{failures} publishing failures in a row") from exc
                 log.warning(
                     "publishing failed (%s: %s); retrying in %.1fs",
                     type(exc).__name__,
