@@ -78,4 +78,15 @@ async def test_scenario_keeps_every_invariant(infra: Infra, report: Path, scenar
     assert log.acknowledged > 0
     assert verdict.missing_acknowledged == []
     assert log.monotonic_violations == []
-    assert verdict.comparison.consistent, verdict.comparison.summary()
+    assert verdict.comparison.consistent, f"{verdict.comparison.summary()}\n{_diagnostics(infra)}"
+
+
+def _diagnostics(infra: Infra) -> str:
+    """The tails of the pipeline's logs, so a failure in CI says where it got stuck."""
+    assert infra.stack_dir is not None
+    parts = []
+    for name in ("relay", "projector", "kafka"):
+        log = Path(infra.stack_dir) / "logs" / f"{name}.log"
+        lines = log.read_text(errors="replace").splitlines()[-25:] if log.exists() else []
+        parts.append(f"--- {name}.log\n" + "\n".join(lines))
+    return "\n".join(parts)
