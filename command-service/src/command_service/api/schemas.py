@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from catalog_contracts.money import Price
 from command_service.domain.model import (
@@ -22,6 +22,17 @@ Category = Annotated[str, Field(min_length=1, max_length=CATEGORY_MAX, pattern=r
 Reason = Annotated[str, Field(max_length=REASON_MAX)]
 
 
+def _whole_number(value: object) -> object:
+    # JSON Schema counts 5.0 as an integer; strings and booleans are not numbers at all.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be an integer")
+        return int(value)
+    return value
+
+
 class Body(BaseModel):
     """Request bodies reject unknown fields."""
 
@@ -33,7 +44,7 @@ class CreateProductRequest(Body):
     description: Description | None = None
     category: Category
     price: Price
-    stock: Annotated[StrictInt, Field(ge=0, le=STOCK_LIMIT)]
+    stock: Annotated[int, Field(ge=0, le=STOCK_LIMIT), BeforeValidator(_whole_number)]
 
 
 class UpdateDetailsRequest(Body):
@@ -60,7 +71,9 @@ class ChangePriceRequest(Body):
 
 
 class AdjustStockRequest(Body):
-    quantity_change: Annotated[StrictInt, Field(ge=-STOCK_LIMIT, le=STOCK_LIMIT)]
+    quantity_change: Annotated[
+        int, Field(ge=-STOCK_LIMIT, le=STOCK_LIMIT), BeforeValidator(_whole_number)
+    ]
     reason: Reason | None = None
 
 
