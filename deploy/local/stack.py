@@ -405,6 +405,23 @@ def program(
     return "\n".join(lines) + "\n"
 
 
+def postgres_program(stack: Stack, name: str, port: str, *, max_connections: int) -> str:
+    """A private PostgreSQL cluster, run as the postgres user (it refuses root)."""
+    data = postgres_data_dir(stack, name) / "data"
+    return program(
+        name,
+        f"{postgres_bin() / 'postgres'} -D {data} -p {stack.ports[port]}"
+        f" -c listen_addresses=127.0.0.1"
+        f" -c unix_socket_directories={data.parent / 'socket'}"
+        f" -c max_connections={max_connections} -c shared_buffers=256MB"
+        " -c logging_collector=off",
+        stack,
+        user="postgres" if os.geteuid() == 0 else None,
+        stopsignal="INT",
+        stopwait=30,
+    )
+
+
 def render(stack: Stack) -> None:
     """Write supervisord's and nginx's configuration for this stack."""
     stack.logs.mkdir(parents=True, exist_ok=True)
@@ -444,21 +461,7 @@ serverurl=unix://{run_dir / "supervisor.sock"}
         triggers.mkdir(parents=True, exist_ok=True)
         service_env["CATALOG_FAULT_DIR"] = str(triggers)
     if "postgres" not in stack.external:
-        pg_bin = postgres_bin()
-        data = postgres_data_dir(stack) / "data"
-        sections.append(
-            program(
-                "postgres",
-                f"{pg_bin / 'postgres'} -D {data} -p {stack.ports['postgres']}"
-                f" -c listen_addresses=127.0.0.1"
-                f" -c unix_socket_directories={data.parent / 'socket'}"
-                " -c max_connections=300 -c shared_buffers=256MB -c logging_collector=off",
-                stack,
-                user="postgres" if os.geteuid() == 0 else None,
-                stopsignal="INT",
-                stopwait=30,
-            )
-        )
+        sections.append(postgres_program(stack, "postgres", "postgres", max_connections=300))
     if "kafka" not in stack.external:
         libs = kafka_libs()
         heap = os.environ.get("STACK_KAFKA_HEAP", "-Xms256m -Xmx768m")
@@ -477,20 +480,8 @@ serverurl=unix://{run_dir / "supervisor.sock"}
             (run_dir / "ferretdb").mkdir(parents=True, exist_ok=True)
             backend = f"-handler sqlite -sqlite-url file:{run_dir / 'ferretdb'}/"
         else:
-            pg_bin = postgres_bin()
-            data = postgres_data_dir(stack, MONGO_STORE) / "data"
             sections.append(
-                program(
-                    MONGO_STORE,
-                    f"{pg_bin / 'postgres'} -D {data} -p {stack.ports['mongo_store']}"
-                    f" -c listen_addresses=127.0.0.1"
-                    f" -c unix_socket_directories={data.parent / 'socket'}"
-                    " -c max_connections=200 -c shared_buffers=256MB -c logging_collector=off",
-                    stack,
-                    user="postgres" if os.geteuid() == 0 else None,
-                    stopsignal="INT",
-                    stopwait=30,
-                )
+                postgres_program(stack, MONGO_STORE, "mongo_store", max_connections=200)
             )
             # FerretDB holds a backend connection per matched update of a batch; a bigger pool
             # keeps the projector's batches far from its limit.
@@ -543,6 +534,11 @@ def ferretdb_backend() -> str:
     if backend not in ("postgresql", "sqlite"):
         raise StackError("STACK_FERRETDB_BACKEND must be postgresql or sqlite")
     return backend
+
+
+def store_admin_url(stack: Stack) -> str:
+    """The `postgres` database of FerretDB's own cluster."""
+    return f"postgresql://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{stack.ports['mongo_store']}/postgres"
 
 
 def ferretdb_store_url(stack: Stack, database: str = "ferretdb") -> str:
@@ -672,9 +668,7 @@ def wait_healthy(stack: Stack, name: str, timeout: float = 120) -> None:
         "relay": lambda: http_ok(stack.url("relay_metrics") + "/metrics"),
         "projector": lambda: http_ok(stack.url("projector_metrics") + "/metrics"),
         "gateway": lambda: http_ok(stack.url("gateway") + "/healthz"),
-        MONGO_STORE: lambda: postgres_ready(
-            f"postgresql://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{stack.ports['mongo_store']}/postgres"
-        ),
+        MONGO_STORE: lambda: postgres_ready(store_admin_url(stack)),
     }
     wait_until(name, checks[name], timeout, stack, name)
 
@@ -718,42 +712,30 @@ def up(stack: Stack) -> None:
 
     if "postgres" not in stack.external:
         start_part(stack, "postgres")
-        local_url = stack.database_url.rsplit("/", 1)[0] + "/postgres"
-        wait_until("postgres", lambda: postgres_ready(local_url), 60, stack, "postgres")
+        wait_healthy(stack, "postgres", 60)
         create_database(stack)
     say("applying migrations")
     run([str(VENV_BIN / "command-service"), "migrate"], env=service_env(stack), quiet=True)
 
     if "kafka" not in stack.external:
         start_part(stack, "kafka")
-    wait_until("kafka", lambda: kafka_ready(stack.kafka_bootstrap), 120, stack, "kafka")
+    wait_healthy(stack, "kafka", 120)
     run([str(VENV_BIN / "command-service"), "ensure-topics"], env=service_env(stack), quiet=True)
 
     if "mongo" not in stack.external:
         if ferretdb_backend() == "postgresql":
             start_part(stack, MONGO_STORE)
-            store_admin = f"postgresql://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{stack.ports['mongo_store']}/postgres"
-            wait_until(MONGO_STORE, lambda: postgres_ready(store_admin), 60, stack, MONGO_STORE)
-            create_database(stack, store_admin, "ferretdb")
+            wait_healthy(stack, MONGO_STORE, 60)
+            create_database(stack, store_admin_url(stack), "ferretdb")
         start_part(stack, "mongo")
-    wait_until("mongo", lambda: mongo_ready(stack.mongodb_url), 60, stack, "mongo")
+    wait_healthy(stack, "mongo", 60)
 
     for name in SERVICES:
         start_part(stack, name)
-    wait_until("command", lambda: http_ok(stack.url("command") + "/readyz"), 60, stack, "command")
-    wait_until("query", lambda: http_ok(stack.url("query") + "/readyz"), 60, stack, "query")
-    wait_until(
-        "relay", lambda: http_ok(stack.url("relay_metrics") + "/metrics"), 60, stack, "relay"
-    )
-    wait_until(
-        "projector",
-        lambda: http_ok(stack.url("projector_metrics") + "/metrics"),
-        60,
-        stack,
-        "projector",
-    )
+    for name in SERVICES:
+        wait_healthy(stack, name, 60)
     start_part(stack, "gateway")
-    wait_until("gateway", lambda: http_ok(stack.url("gateway") + "/healthz"), 30, stack, "gateway")
+    wait_healthy(stack, "gateway", 30)
     wait_until(
         "gateway routing",
         lambda: http_ok(stack.url("gateway") + "/api/v1/products?limit=1"),
