@@ -65,7 +65,7 @@ format: sync ## Format and fix what ruff can fix
 
 .PHONY: typecheck
 typecheck: sync ## mypy --strict over every package
-	$(UV) run --frozen mypy shared-contracts/src service-runtime/src command-service/src projector/src query-service/src catalogctl/src
+	$(UV) run --frozen mypy shared-contracts/src service-runtime/src command-service/src projector/src query-service/src catalogctl/src benchmarks
 
 .PHONY: schemas
 schemas: sync ## Regenerate the committed JSON Schemas from the contract models
@@ -78,6 +78,10 @@ clean: down ## Stop the stack and delete runtime state under .run/
 .PHONY: test-faults
 test-faults: sync ## The fault suite at full size (thousands of commands per scenario); writes .run/faults/report.md
 	FAULTS_PROFILE=full $(PYTEST) tests/faults
+
+.PHONY: bench
+bench: sync ## Every stage beside its raw baseline (starts the stack if needed; BENCH_QUICK=1: a few minutes); writes .run/bench/
+	$(UV) run --frozen python -m benchmarks
 
 .PHONY: reconcile
 reconcile: sync ## Compare the running stack's read models with its write model (REPAIR=1 to fix)

@@ -1,0 +1,205 @@
+"""What every stage shares: the stack's addresses, sizes, statistics, CPU sampling, processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+STACKCTL = REPO / "deploy" / "local" / "stackctl"
+VENV_BIN = Path(sys.executable).parent
+OUT_DIR = REPO / ".run" / "bench"
+
+
+def say(message: str) -> None:
+    """Progress on stdout as the run goes; a full run takes half an hour."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    """How big and how long each stage is; BENCH_QUICK=1 picks the small profile."""
+
+    quick: bool
+    reps: int
+    seconds: float  # one throughput window (wrk or a raw loop)
+    concurrency: int  # connections of the load generator and workers of every raw loop
+    seed_products: int  # products the stock adjustments and detail reads pick from
+    backlog_events: int  # relay and projector backlogs
+    backlog_products: int  # products those backlog events are spread over
+    categories: int
+    single_seconds: float  # one window of the projector's one-event-at-a-time mode
+    latency_seconds: float  # one window of the relay and end-to-end latency runs
+    model_products: int  # products in both models for the single-model comparison
+
+    @classmethod
+    def from_env(cls) -> Sizes:
+        if os.environ.get("BENCH_QUICK") == "1":
+            return cls(True, 1, 5, 16, 500, 20_000, 2_000, 20, 8, 10, 20_000)
+        return cls(False, 3, 10, 16, 1_000, 100_000, 5_000, 20, 15, 20, 100_000)
+
+
+def stack_env() -> dict[str, str]:
+    """The running stack's addresses (stackctl writes them to STACK_DIR/stack.env)."""
+    path = stack_dir() / "stack.env"
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {key: value for key, value in pairs}
+
+
+def stack_dir() -> Path:
+    return Path(os.environ.get("STACK_DIR", REPO / ".run")).resolve()
+
+
+def stackctl(*args: str, check: bool = True) -> int:
+    """Run stackctl on this stack (STACK_DIR is inherited)."""
+    result = subprocess.run([str(STACKCTL), *args], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"stackctl {' '.join(args)} failed: {result.stdout}{result.stderr}")
+    return result.returncode
+
+
+def ensure_stack() -> None:
+    """Start the stack like `make up` unless it answers already."""
+    if stackctl("status", check=False) == 0:
+        return
+    say("the stack is not (fully) running: stackctl up")
+    subprocess.run([str(STACKCTL), "up"], check=True)
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def machine() -> dict[str, object]:
+    model = "unknown"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"cores": os.cpu_count() or 0, "cpu_model": model}
+
+
+class CpuMeter:
+    """Busy share of all cores over the measurement windows, from /proc/stat.
+
+    Tells whether a figure was limited by the machine: on two cores a saturated box makes every
+    stage compete with every other process.
+    """
+
+    def __init__(self) -> None:
+        self.busy = 0.0
+        self.total = 0.0
+        self._start: tuple[float, float] | None = None
+
+    @staticmethod
+    def _read() -> tuple[float, float]:
+        with open("/proc/stat") as stat:
+            fields = [float(x) for x in stat.readline().split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields) - idle, sum(fields)
+
+    def start(self) -> None:
+        self._start = self._read()
+
+    def stop(self) -> float:
+        """End a window; returns its busy percentage."""
+        assert self._start is not None
+        busy, total = self._read()
+        window_busy, window_total = busy - self._start[0], total - self._start[1]
+        self.busy += window_busy
+        self.total += window_total
+        self._start = None
+        return 100 * window_busy / window_total if window_total else 0.0
+
+    @property
+    def pct(self) -> float:
+        return 100 * self.busy / self.total if self.total else 0.0
+
+
+CPU = CpuMeter()
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def run_json(cmd: list[str], *, timeout: float, env: dict[str, str] | None = None) -> object:
+    """Run a load-generator process; its last stdout line is its result as JSON."""
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+    if result.returncode != 0:
+        raise RuntimeError(f"{cmd[:4]} failed ({result.returncode}): {result.stderr[-2000:]}")
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    return json.loads(lines[-1])
+
+
+class Service:
+    """One of our services run by the harness itself with its own settings.
+
+    Stages that need a relay or projector configured differently (another topic, polling,
+    one event per batch) stop the supervised one and run this instead, so the stack's
+    configuration stays untouched.
+    """
+
+    def __init__(self, name: str, argv: list[str], overrides: dict[str, str]) -> None:
+        self.name = name
+        log_dir = OUT_DIR / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **stack_env(), "PYTHONUNBUFFERED": "1", **overrides}
+        self._log = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self._process = subprocess.Popen(
+            argv, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO
+        )
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                self._process.wait(20)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._log.close()
+
+
+def relay(name: str, **overrides: str) -> Service:
+    """Our relay with COMMAND_* overrides and no metrics port (the supervised one has it)."""
+    return Service(
+        name,
+        [str(VENV_BIN / "command-service"), "relay"],
+        {"COMMAND_RELAY_METRICS_PORT": "0", **overrides},
+    )
+
+
+def projector(name: str, **overrides: str) -> Service:
+    return Service(
+        name, [str(VENV_BIN / "projector"), "run"], {"PROJECTOR_METRICS_PORT": "0", **overrides}
+    )

@@ -1,0 +1,165 @@
+"""Commands at a constant arrival rate through the gateway, on a lean asyncio HTTP/1.1 client.
+
+Open loop: each command starts at its scheduled time whatever earlier ones are doing, so a
+slow pipeline cannot quietly lower the load it is measured under (coordinated omission).
+
+    e2e:    create, then GET the product with ?min_version=1 (the query service answers once
+            its read model has that version); prints p50/p99 of response -> readable.
+    writes: half creates, half stock adjustments of given products, until killed or done;
+            the steady write load of the single-model comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import time
+from urllib.parse import urlsplit
+
+import orjson
+import uvloop
+
+
+class HttpConnection:
+    """One keep-alive HTTP/1.1 connection; enough of the protocol for our JSON API."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {len(body)}\r\n"
+        if body:
+            head += "Content-Type: application/json\r\n"
+        self._writer.write(head.encode() + b"\r\n" + body)
+        status_line = await self._reader.readline()
+        length = 0
+        while (line := await self._reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+        payload = await self._reader.readexactly(length) if length else b""
+        return int(status_line.split()[1]), payload
+
+
+class HttpPool:
+    def __init__(self, base_url: str, size: int) -> None:
+        parts = urlsplit(base_url)
+        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
+        self._idle: asyncio.Queue[HttpConnection] = asyncio.Queue()
+        self._size = size
+
+    async def open(self) -> None:
+        for _ in range(self._size):
+            reader, writer = await asyncio.open_connection(self._host, self._port)
+            self._idle.put_nowait(HttpConnection(reader, writer))
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        conn = await self._idle.get()
+        try:
+            return await conn.request(method, path, body)
+        finally:
+            self._idle.put_nowait(conn)
+
+
+def create_body(number: int, categories: int) -> bytes:
+    return orjson.dumps(
+        {
+            "name": f"paced {number}",
+            "category": f"bench-c{number % categories:02d}",
+            "price": f"{1 + number % 500}.99",
+            "stock": 5,
+        }
+    )
+
+
+async def paced(rate: float, seconds: float, job: object) -> list[object]:
+    """Start `job(n)` at n / rate seconds for `seconds`; gather what the jobs return."""
+    tasks = []
+    start = time.perf_counter()
+    for number in range(int(rate * seconds)):
+        delay = start + number / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(job(number)))  # type: ignore[operator]
+    return list(await asyncio.gather(*tasks))
+
+
+async def e2e(base: str, rate: float, seconds: float, categories: int) -> dict[str, object]:
+    pool = HttpPool(base, 64)
+    await pool.open()
+    failures = 0
+
+    async def one(number: int) -> float | None:
+        nonlocal failures
+        status, body = await pool.request(
+            "POST", "/api/v1/products", create_body(number, categories)
+        )
+        answered = time.perf_counter()
+        if status != 201:
+            failures += 1
+            return None
+        product = orjson.loads(body)
+        path = f"/api/v1/products/{product['id']}?min_version={product['version']}"
+        # The query service waits up to 3 s, then answers 503: ask again, the clock runs on.
+        while (status := (await pool.request("GET", path))[0]) == 503:
+            if time.perf_counter() - answered > 60:
+                break
+        if status != 200:
+            failures += 1
+            return None
+        return time.perf_counter() - answered
+
+    results = await paced(rate, seconds, one)
+    delays = sorted(r for r in results if isinstance(r, float))
+    if not delays:
+        raise RuntimeError(f"no command became readable ({failures} failures)")
+    return {
+        "samples": len(delays),
+        "failures": failures,
+        "p50_ms": delays[len(delays) // 2] * 1000,
+        "p99_ms": delays[min(len(delays) - 1, int(len(delays) * 0.99))] * 1000,
+    }
+
+
+async def writes(
+    base: str, rate: float, seconds: float, ids: list[str], categories: int
+) -> dict[str, object]:
+    pool = HttpPool(base, 32)
+    await pool.open()
+
+    async def one(number: int) -> int:
+        if number % 2:
+            path = f"/api/v1/products/{random.choice(ids)}/stock-adjustments"
+            status, _ = await pool.request("POST", path, b'{"quantity_change":1}')
+        else:
+            body = create_body(number, categories)
+            status, _ = await pool.request("POST", "/api/v1/products", body)
+        return status
+
+    statuses = await paced(rate, seconds, one)
+    return {"sent": len(statuses), "failed": sum(1 for s in statuses if s not in (200, 201))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("mode", choices=("e2e", "writes"))
+    parser.add_argument("--base", required=True)
+    parser.add_argument("--rate", type=float, required=True)
+    parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument("--ids", default="")
+    parser.add_argument("--categories", type=int, default=20)
+    args = parser.parse_args()
+    if args.mode == "e2e":
+        result = uvloop.run(e2e(args.base, args.rate, args.seconds, args.categories))
+    else:
+        with open(args.ids) as source:
+            ids = source.read().split()
+        result = uvloop.run(writes(args.base, args.rate, args.seconds, ids, args.categories))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

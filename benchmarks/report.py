@@ -1,0 +1,155 @@
+"""results.json, report.md (figures, targets, met or missed) and report.png (charts)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Results = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    text: str
+    check: Callable[[Results], bool]
+
+
+TARGETS = [
+    Target("command ≥ 0.6 of raw", lambda r: r["command"]["ratio"] >= 0.6),
+    Target("relay ≥ 0.7 of raw", lambda r: r["relay"]["ratio"] >= 0.7),
+    Target("relay ≥ 3x the command rate", lambda r: r["relay"]["eps"] >= 3 * r["command"]["rps"]),
+    Target("projector ≥ 0.5 of raw", lambda r: r["projector"]["ratio"] >= 0.5),
+    Target(
+        "projector ≥ 10x one-at-a-time",
+        lambda r: r["projector"]["eps"] >= 10 * r["projector"]["single_eps"],
+    ),
+    Target("query ≥ 0.5 of raw", lambda r: r["query"]["ratio"] >= 0.5),
+    Target("end to end p50 ≤ 25 ms", lambda r: r["e2e"]["p50_ms"] <= 25),
+    Target("end to end p99 ≤ 100 ms", lambda r: r["e2e"]["p99_ms"] <= 100),
+    Target(
+        "end to end p99 ≤ 0.2x polling p99",
+        lambda r: r["e2e"]["p99_ms"] <= 0.2 * r["e2e"]["polling_p99_ms"],
+    ),
+    Target(
+        "list ≥ 2x single model",
+        lambda r: r["single_model"]["list_rps"] >= 2 * r["single_model"]["baseline_list_rps"],
+    ),
+    Target(
+        "category statistics ≥ 10x single model",
+        lambda r: (
+            r["single_model"]["categories_rps"] >= 10 * r["single_model"]["baseline_categories_rps"]
+        ),
+    ),
+]
+
+
+def verdicts(results: Results) -> list[tuple[str, str]]:
+    out = []
+    for target in TARGETS:
+        try:
+            out.append((target.text, "met" if target.check(results) else "**missed**"))
+        except (KeyError, TypeError):
+            out.append((target.text, "not measured"))
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+    return str(value)
+
+
+def markdown(results: Results, notes: dict[str, list[str]], backend: str, quick: bool) -> str:
+    lines = [
+        "# Benchmark report",
+        "",
+        f"Machine: {results['machine']['cores']} cores, {results['machine']['cpu_model']}; "
+        f"CPU busy during the measurements: {results['cpu_busy_pct']:.0f}%. "
+        f"Read-model server: {backend}. Profile: {'quick' if quick else 'full'}.",
+        "",
+        "| stage | figure | value |",
+        "| --- | --- | --- |",
+    ]
+    for stage in ("command", "relay", "projector", "query", "e2e", "single_model"):
+        for key, value in results.get(stage, {}).items():
+            lines.append(f"| {stage} | {key} | {_fmt(value)} |")
+    lines += ["", "| target | result |", "| --- | --- |"]
+    lines += [f"| {text} | {verdict} |" for text, verdict in verdicts(results)]
+    lines += ["", "## Each repetition", ""]
+    for stage, stage_notes in notes.items():
+        lines.append(f"- **{stage}**")
+        lines += [f"  - {line}" for line in stage_notes]
+    return "\n".join(lines) + "\n"
+
+
+def chart(results: Results, path: Path) -> None:
+    """Throughput of each stage beside its baseline, and the latencies, on one picture."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    pairs = [
+        ("command", "rps", "raw_rps"),
+        ("relay", "eps", "raw_eps"),
+        ("projector", "eps", "raw_eps"),
+        ("query", "rps", "raw_rps"),
+        ("single_model", "list_rps", "baseline_list_rps"),
+        ("single_model", "categories_rps", "baseline_categories_rps"),
+    ]
+    labels, ours, base = [], [], []
+    for stage, mine, theirs in pairs:
+        figures = results.get(stage, {})
+        if mine in figures and theirs in figures:
+            labels.append(f"{stage}\n{mine}")
+            ours.append(figures[mine])
+            base.append(figures[theirs])
+    x = range(len(labels))
+    left.bar([i - 0.2 for i in x], ours, 0.4, label="ours")
+    left.bar([i + 0.2 for i in x], base, 0.4, label="baseline (raw driver / single model)")
+    left.set_yscale("log")
+    left.set_xticks(list(x), labels, fontsize=8)
+    left.set_ylabel("per second (log scale)")
+    left.set_title("Throughput, side by side")
+    left.legend(fontsize=8)
+
+    latencies = [
+        ("command", "p50_ms", "p99_ms"),
+        ("query", "p50_ms", "p99_ms"),
+        ("relay", "p50_ms", "p99_ms"),
+        ("e2e", "p50_ms", "p99_ms"),
+    ]
+    labels, p50, p99 = [], [], []
+    for stage, a, b in latencies:
+        figures = results.get(stage, {})
+        if a in figures:
+            labels.append(stage)
+            p50.append(figures[a])
+            p99.append(figures[b])
+    if "e2e" in results:
+        labels.append("e2e polling")
+        p50.append(0)
+        p99.append(results["e2e"]["polling_p99_ms"])
+    x = range(len(labels))
+    right.bar([i - 0.2 for i in x], p50, 0.4, label="p50")
+    right.bar([i + 0.2 for i in x], p99, 0.4, label="p99")
+    right.set_xticks(list(x), labels, fontsize=8)
+    right.set_ylabel("milliseconds")
+    right.set_title("Latency")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(
+    out: Path, results: Results, notes: dict[str, list[str]], backend: str, quick: bool
+) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "report.md").write_text(markdown(results, notes, backend, quick))
+    chart(results, out / "report.png")

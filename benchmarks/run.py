@@ -1,0 +1,71 @@
+"""Runs the stages in the order their data needs, then writes the three result files.
+
+Order: the command stage first (its outbox rows are then drained by the live pipeline), the
+relay's backlog next (its topic is the projector's backlog), then reads, end-to-end latency,
+and last the single-model comparison, which needs 100,000 products in both models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks import kafka, report, stages
+from benchmarks.common import CPU, OUT_DIR, Sizes, ensure_stack, machine, say, stack_env, stackctl
+
+
+def read_model_backend(url: str) -> str:
+    """Which server answers MONGODB_URL: the figures mean little without it."""
+    from pymongo import MongoClient
+
+    client: MongoClient[dict[str, Any]]
+    with MongoClient(url, serverSelectionTimeoutMS=5000) as client:
+        info = client.admin.command("buildInfo")
+    if "ferretdbVersion" in info:
+        backend = os.environ.get("STACK_FERRETDB_BACKEND", "postgresql")
+        return f"FerretDB {info['ferretdbVersion']} ({backend} backend)"
+    return f"MongoDB {info.get('version', '?')}"
+
+
+def main() -> None:
+    started = time.monotonic()
+    sizes = Sizes.from_env()
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    ensure_stack()
+    ctx = stages.Context(stack_env(), sizes)
+    say(f"profile {'quick' if sizes.quick else 'full'}; run {ctx.run_id}; results in {OUT_DIR}")
+    results: dict[str, Any] = {}
+    plan: list[tuple[str, Callable[[stages.Context], dict[str, float]]]] = [
+        ("command", stages.command_stage),
+        ("relay", stages.relay_stage),
+        ("projector", stages.projector_stage),
+        ("query", stages.query_stage),
+        ("e2e", stages.e2e_stage),
+        ("single_model", stages.single_model_stage),
+    ]
+    try:
+        stackctl("stop", "relay")
+        stackctl("stop", "projector")
+        for name, stage in plan:
+            say(f"stage {name}")
+            stage_started = time.monotonic()
+            results[name] = stage(ctx)
+            say(f"stage {name} done in {time.monotonic() - stage_started:.0f}s: {results[name]}")
+            if name == "command":
+                stages.drain(ctx)
+    except Exception:
+        traceback.print_exc()
+        say("a stage failed; writing what was measured")
+    finally:
+        for name in ("relay", "projector"):
+            stackctl("start", name, check=False)
+        asyncio.run(kafka.delete_topics(ctx.bootstrap, f"bench.{ctx.run_id}."))
+    results["machine"] = machine()
+    results["cpu_busy_pct"] = round(CPU.pct, 1)
+    report.write(OUT_DIR, results, ctx.notes, read_model_backend(ctx.mongo), sizes.quick)
+    print((OUT_DIR / "report.md").read_text())
+    say(f"done in {(time.monotonic() - started) / 60:.1f} min: {OUT_DIR / 'report.md'}")

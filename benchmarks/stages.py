@@ -1,0 +1,644 @@
+"""The six stages, each measured side by side with its baseline, alternating, median of reps."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import asyncpg
+from pymongo import AsyncMongoClient
+
+from benchmarks import kafka
+from benchmarks.backlog import insert_outbox, mixed_events
+from benchmarks.common import (
+    CPU,
+    OUT_DIR,
+    Service,
+    Sizes,
+    free_port,
+    median,
+    percentile,
+    projector,
+    python_module,
+    relay,
+    run_json,
+    say,
+    stackctl,
+)
+from benchmarks.wrk import Request, run_wrk
+from catalog_contracts.read_models import GENERATION_POINTER_ID, META_COLLECTION
+from catalog_contracts.read_models import generation_from_pointer as pointer_to_generation
+
+T = TypeVar("T")
+
+
+@dataclass
+class Context:
+    """The stack's addresses, the sizes, and what earlier stages found."""
+
+    env: dict[str, str]
+    sizes: Sizes
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    command_rps: float = 0.0
+    backlog_topic: str = ""
+    seed_ids: list[str] = field(default_factory=list)
+
+    @property
+    def dsn(self) -> str:
+        return self.env["DATABASE_URL"]
+
+    @property
+    def bootstrap(self) -> str:
+        return self.env["KAFKA_BOOTSTRAP_SERVERS"]
+
+    @property
+    def mongo(self) -> str:
+        return self.env["MONGODB_URL"]
+
+    @property
+    def database(self) -> str:
+        return self.env.get("MONGODB_DATABASE", "catalog")
+
+    def note(self, stage: str, line: str) -> None:
+        say(f"{stage}: {line}")
+        self.notes.setdefault(stage, []).append(line)
+
+
+def measured(fn: Callable[[], T]) -> T:
+    """Count the CPU of a baseline's window like wrk's."""
+    CPU.start()
+    try:
+        return fn()
+    finally:
+        CPU.stop()
+
+
+def sql(dsn: str, query: str, *args: Any) -> Any:
+    async def go() -> Any:
+        conn: asyncpg.Connection = await asyncpg.connect(dsn)
+        try:
+            return await conn.fetchval(query, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float) -> float:
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(f"{what}: not done after {timeout:.0f}s")
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+# --------------------------------------------------------------------------- 1. command
+
+
+def category(n: int, sizes: Sizes) -> str:
+    return f"bench-c{n % sizes.categories:02d}"
+
+
+def command_stage(ctx: Context) -> dict[str, float]:
+    """Creates and stock adjustments (half each) through the gateway vs raw asyncpg."""
+    s = ctx.sizes
+    ids_file = OUT_DIR / "seed-ids.txt"
+    run_json(
+        [
+            *python_module("benchmarks.raw_command", "seed", "--dsn", ctx.dsn),
+            "--count",
+            str(s.seed_products),
+            "--ids",
+            str(ids_file),
+        ],
+        timeout=600,
+    )
+    ctx.seed_ids = ids_file.read_text().split()
+    requests = []
+    for n in range(2000):
+        if n % 2:
+            path = f"/api/v1/products/{random.choice(ctx.seed_ids)}/stock-adjustments"
+            requests.append(Request("POST", path, '{"quantity_change":1,"reason":"bench"}'))
+        else:
+            body = (
+                f'{{"name":"bench {n}","category":"{category(n, s)}",'
+                f'"price":"{1 + n % 500}.{n % 100:02d}","stock":5}}'
+            )
+            requests.append(Request("POST", "/api/v1/products", body))
+    gateway = ctx.env["GATEWAY_URL"]
+    run_wrk(gateway, requests, seconds=2, connections=s.concurrency)  # warm-up
+    ours, raws = [], []
+    for rep in range(s.reps):
+        ours.append(run_wrk(gateway, requests, seconds=s.seconds, connections=s.concurrency))
+        raw_cmd = python_module(
+            "benchmarks.raw_command", "load", "--dsn", ctx.dsn,
+            "--seconds", str(s.seconds), "--concurrency", str(s.concurrency),
+            "--ids", str(ids_file), "--categories", str(s.categories),
+        )  # fmt: skip
+        raws.append(measured(lambda cmd=raw_cmd: run_json(cmd, timeout=s.seconds + 120)))  # type: ignore[misc]
+        ctx.note(
+            "command",
+            f"rep {rep + 1}: gateway {ours[-1].rps:,.0f}/s (p50 {ours[-1].p50_ms:.1f} ms, "
+            f"p99 {ours[-1].p99_ms:.1f} ms, {ours[-1].errors} errors); "
+            f"raw asyncpg {raws[-1]['rps']:,.0f}/s",  # type: ignore[index]
+        )
+    rps = median([o.rps for o in ours])
+    raw_rps = median([float(r["rps"]) for r in raws])  # type: ignore[index]
+    ctx.command_rps = rps
+    return {
+        "rps": rps,
+        "p50_ms": median([o.p50_ms for o in ours]),
+        "p99_ms": median([o.p99_ms for o in ours]),
+        "raw_rps": raw_rps,
+        "ratio": rps / raw_rps,
+    }
+
+
+def drain(ctx: Context) -> None:
+    """Let the supervised relay and projector publish and apply everything so far."""
+    stackctl("start", "relay")
+    stackctl("start", "projector")
+    topic = ctx.env["EVENTS_TOPIC"]
+    waited = wait_for(
+        "outbox drained",
+        lambda: sql(ctx.dsn, "SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0,
+        1800,
+    )
+    total = asyncio.run(kafka.topic_size(ctx.bootstrap, topic))
+    seconds, _ = asyncio.run(kafka.watch_group(ctx.bootstrap, "catalog-projector", total, 3600))
+    say(f"pipeline caught up: relay {waited:.0f}s, projector {seconds:.0f}s more")
+
+
+# --------------------------------------------------------------------------- 2. relay
+
+
+def watch_outbox(dsn: str, first_id: int, total: int, timeout: float) -> tuple[float, int]:
+    """Seconds from the first marked row to the last, and the rows marked in between."""
+    query = "SELECT count(*) FROM outbox WHERE id >= $1 AND published_at IS NULL"
+    deadline = time.monotonic() + timeout
+    first: tuple[float, int] | None = None
+    while time.monotonic() < deadline:
+        left = int(sql(dsn, query, first_id))
+        now = time.perf_counter()
+        if first is None and left < total:
+            first = (now, left)
+        if left == 0 and first is not None:
+            return now - first[0], first[1]
+        time.sleep(0.2)
+    raise RuntimeError("the relay did not drain its backlog in time")
+
+
+def relay_stage(ctx: Context) -> dict[str, float]:
+    """A backlog of outbox rows through the relay vs aiokafka sending the same payloads."""
+    s = ctx.sizes
+    stackctl("stop", "relay")
+    stackctl("stop", "projector")
+    rows = mixed_events(s.backlog_events, s.backlog_products, s.categories)
+    first_id = asyncio.run(insert_outbox(ctx.dsn, rows))
+    ours, raws = [], []
+    try:
+        for rep in range(s.reps):
+            if rep:
+                sql(ctx.dsn, "UPDATE outbox SET published_at = NULL WHERE id >= $1", first_id)
+            topic = f"bench.{ctx.run_id}.relay.{rep}"
+            asyncio.run(kafka.create_topic(ctx.bootstrap, topic))
+            service = relay(f"relay-{rep}", COMMAND_EVENTS_TOPIC=topic)
+            CPU.start()
+            try:
+                seconds, marked = watch_outbox(ctx.dsn, first_id, len(rows), 1800)
+            finally:
+                CPU.stop()
+                service.stop()
+            ours.append(marked / seconds)
+            raw_topic = f"bench.{ctx.run_id}.rawrelay.{rep}"
+            asyncio.run(kafka.create_topic(ctx.bootstrap, raw_topic))
+            cmd = python_module(
+                "benchmarks.raw_relay", "--dsn", ctx.dsn,
+                "--bootstrap", ctx.bootstrap, "--topic", raw_topic, "--first-id", str(first_id),
+            )  # fmt: skip
+            raws.append(float(measured(lambda c=cmd: run_json(c, timeout=1800))["eps"]))  # type: ignore[misc,index]
+            ctx.backlog_topic = topic
+            ctx.note(
+                "relay", f"rep {rep + 1}: relay {ours[-1]:,.0f} events/s; raw {raws[-1]:,.0f}/s"
+            )
+    finally:
+        sql(ctx.dsn, "DELETE FROM outbox WHERE id >= $1", first_id)
+    p50, p99 = relay_latency(ctx)
+    eps, raw_eps = median(ours), median(raws)
+    return {"eps": eps, "raw_eps": raw_eps, "ratio": eps / raw_eps, "p50_ms": p50, "p99_ms": p99}
+
+
+def relay_latency(ctx: Context) -> tuple[float, float]:
+    """Commit (raw asyncpg, paced at half the command rate) to arrival on the live topic."""
+    s = ctx.sizes
+    stackctl("start", "relay")
+    stackctl("start", "projector")
+    rate = max(1.0, ctx.command_rps / 2)
+    p50s, p99s = [], []
+    for rep in range(s.reps):
+
+        async def measure() -> list[float]:
+            clock = kafka.ArrivalClock(ctx.bootstrap, ctx.env["EVENTS_TOPIC"])
+            await clock.start()
+            try:
+                cmd = python_module(
+                    "benchmarks.raw_command", "paced", "--dsn", ctx.dsn,
+                    "--rate", f"{rate:.1f}", "--seconds", str(s.latency_seconds),
+                )  # fmt: skip
+                process = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.PIPE)
+                CPU.start()
+                output, _ = await process.communicate()
+                CPU.stop()
+                commits: dict[str, float] = json.loads(output.decode().strip().splitlines()[-1])
+                deadline = time.monotonic() + 30
+                while len(clock.arrivals.keys() & commits.keys()) < len(commits):
+                    if time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.2)
+                return [clock.arrivals[k] - t for k, t in commits.items() if k in clock.arrivals]
+            finally:
+                await clock.stop()
+
+        delays = asyncio.run(measure())
+        p50s.append(percentile(delays, 50) * 1000)
+        p99s.append(percentile(delays, 99) * 1000)
+        ctx.note(
+            "relay",
+            f"latency rep {rep + 1} at {rate:.0f} commands/s: commit -> on the topic "
+            f"p50 {p50s[-1]:.1f} ms, p99 {p99s[-1]:.1f} ms ({len(delays)} events)",
+        )
+    return median(p50s), median(p99s)
+
+
+# --------------------------------------------------------------------------- 3. projector
+
+
+def projector_stage(ctx: Context) -> dict[str, float]:
+    """The relay stage's topic into fresh databases: the projector vs PyMongo's raw upserts."""
+    s = ctx.sizes
+    stackctl("stop", "projector")
+    topic, total = ctx.backlog_topic, s.backlog_events
+    ours, raws = [], []
+    for rep in range(s.reps):
+        group, database = f"bench-{ctx.run_id}-projector-{rep}", f"bench_{ctx.run_id}_p{rep}"
+        service = projector(
+            f"projector-{rep}",
+            PROJECTOR_EVENTS_TOPIC=topic,
+            PROJECTOR_GROUP_ID=group,
+            PROJECTOR_MONGODB_DATABASE=database,
+        )
+        CPU.start()
+        try:
+            seconds, applied = asyncio.run(kafka.watch_group(ctx.bootstrap, group, total, 3600))
+        finally:
+            CPU.stop()
+            service.stop()
+            drop_database(ctx.mongo, database)
+        ours.append(applied / seconds)
+        cmd = python_module(
+            "benchmarks.raw_projector", "--bootstrap", ctx.bootstrap,
+            "--topic", topic, "--mongodb-url", ctx.mongo,
+            "--database", f"bench_{ctx.run_id}_r{rep}",
+        )  # fmt: skip
+        raws.append(float(measured(lambda c=cmd: run_json(c, timeout=3600))["eps"]))  # type: ignore[misc,index]
+        ctx.note(
+            "projector", f"rep {rep + 1}: projector {ours[-1]:,.0f} events/s; raw {raws[-1]:,.0f}/s"
+        )
+    singles = []
+    for rep in range(s.reps):
+        group, database = f"bench-{ctx.run_id}-single-{rep}", f"bench_{ctx.run_id}_s{rep}"
+        service = projector(
+            f"projector-single-{rep}",
+            PROJECTOR_EVENTS_TOPIC=topic,
+            PROJECTOR_GROUP_ID=group,
+            PROJECTOR_MONGODB_DATABASE=database,
+            PROJECTOR_BATCH_SIZE="1",
+        )
+        try:
+            singles.append(asyncio.run(window_rate(ctx.bootstrap, group, s.single_seconds)))
+        finally:
+            service.stop()
+            drop_database(ctx.mongo, database)
+        ctx.note("projector", f"one event at a time, rep {rep + 1}: {singles[-1]:,.0f} events/s")
+    stackctl("start", "projector")
+    eps, raw_eps = median(ours), median(raws)
+    return {"eps": eps, "raw_eps": raw_eps, "ratio": eps / raw_eps, "single_eps": median(singles)}
+
+
+async def window_rate(bootstrap: str, group: str, seconds: float) -> float:
+    """Events a group commits per second over `seconds` after its first commit."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + 120
+        first = 0
+        while first == 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"group {group} committed nothing")
+            await asyncio.sleep(0.2)
+            first = await kafka.group_progress(admin, group)
+        CPU.start()
+        started = time.perf_counter()
+        await asyncio.sleep(seconds)
+        last = await kafka.group_progress(admin, group)
+        CPU.stop()
+        return (last - first) / (time.perf_counter() - started)
+    finally:
+        await admin.close()
+
+
+def drop_database(url: str, database: str) -> None:
+    async def go() -> None:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
+        try:
+            await client.drop_database(database)
+        finally:
+            await client.close()
+
+    asyncio.run(go())
+
+
+# --------------------------------------------------------------------------- 4. query
+
+
+def list_path(c: str) -> str:
+    return f"/api/v1/products?category={c}&in_stock=true&sort=price&limit=20"
+
+
+def sample_ids(ctx: Context, count: int) -> list[str]:
+    async def go() -> list[str]:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(ctx.mongo)
+        try:
+            db = client[ctx.database]
+            generation = pointer_to_generation(
+                await db[META_COLLECTION].find_one({"_id": GENERATION_POINTER_ID})
+            )
+            cursor = db[generation.products].find({}, {"_id": 1}).limit(count)
+            return [str(doc["_id"]) async for doc in cursor]
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
+
+
+def query_stage(ctx: Context) -> dict[str, float]:
+    """Detail and list reads (alternating) through the gateway vs raw AsyncMongoClient finds."""
+    s = ctx.sizes
+    ids = sample_ids(ctx, 1000)
+    categories = [category(n, s) for n in range(s.categories)]
+    requests = []
+    for n in range(2000):
+        if n % 2 == 0:
+            requests.append(Request("GET", f"/api/v1/products/{ids[n % len(ids)]}"))
+        else:
+            requests.append(Request("GET", list_path(categories[n % len(categories)])))
+    work = {
+        "ids": ids,
+        "lists": [
+            {
+                "filter": {"status": "active", "category": c, "in_stock": True},
+                "sort": "price_cents",
+                "direction": 1,
+                "limit": 20,
+            }
+            for c in categories
+        ],
+    }
+    work_file = OUT_DIR / "query-work.json"
+    work_file.write_text(json.dumps(work))
+    gateway = ctx.env["GATEWAY_URL"]
+    run_wrk(gateway, requests, seconds=2, connections=s.concurrency)  # warm-up
+    ours, raws = [], []
+    for rep in range(s.reps):
+        ours.append(run_wrk(gateway, requests, seconds=s.seconds, connections=s.concurrency))
+        cmd = python_module(
+            "benchmarks.raw_query", "--mongodb-url", ctx.mongo,
+            "--database", ctx.database, "--work", str(work_file),
+            "--seconds", str(s.seconds), "-c", str(s.concurrency),
+        )  # fmt: skip
+        raws.append(float(measured(lambda c=cmd: run_json(c, timeout=s.seconds + 120))["rps"]))  # type: ignore[misc,index]
+        ctx.note(
+            "query",
+            f"rep {rep + 1}: gateway {ours[-1].rps:,.0f}/s (p50 {ours[-1].p50_ms:.1f} ms, "
+            f"p99 {ours[-1].p99_ms:.1f} ms, {ours[-1].errors} errors); raw {raws[-1]:,.0f}/s",
+        )
+    rps, raw_rps = median([o.rps for o in ours]), median(raws)
+    return {
+        "rps": rps,
+        "p50_ms": median([o.p50_ms for o in ours]),
+        "p99_ms": median([o.p99_ms for o in ours]),
+        "raw_rps": raw_rps,
+        "ratio": rps / raw_rps,
+    }
+
+
+# --------------------------------------------------------------------------- 5. end to end
+
+
+def e2e_runs(ctx: Context, rate: float, label: str) -> tuple[float, float]:
+    s = ctx.sizes
+    p50s, p99s = [], []
+    for rep in range(s.reps):
+        cmd = python_module(
+            "benchmarks.paced_http", "e2e", "--base", ctx.env["GATEWAY_URL"],
+            "--rate", f"{rate:.1f}", "--seconds", str(s.latency_seconds),
+            "--categories", str(s.categories),
+        )  # fmt: skip
+        result: Any = measured(lambda c=cmd: run_json(c, timeout=s.latency_seconds + 300))  # type: ignore[misc]
+        p50s.append(float(result["p50_ms"]))
+        p99s.append(float(result["p99_ms"]))
+        ctx.note(
+            "e2e",
+            f"{label} rep {rep + 1} at {rate:.0f}/s: p50 {p50s[-1]:.1f} ms, p99 {p99s[-1]:.1f} ms "
+            f"({result['samples']} commands, {result['failures']} failed)",
+        )
+    return median(p50s), median(p99s)
+
+
+def e2e_stage(ctx: Context) -> dict[str, float]:
+    """Command response -> readable through the query API, at 25% of the max command rate."""
+    rate = max(1.0, ctx.command_rps / 4)
+    p50, p99 = e2e_runs(ctx, rate, "notify")
+    stackctl("stop", "relay")
+    service = relay(
+        "relay-polling", COMMAND_RELAY_USE_NOTIFY="false", COMMAND_RELAY_POLL_INTERVAL_SECONDS="0.5"
+    )
+    try:
+        _, polling_p99 = e2e_runs(ctx, rate, "500 ms polling")
+    finally:
+        service.stop()
+        stackctl("start", "relay")
+    return {"rate": rate, "p50_ms": p50, "p99_ms": p99, "polling_p99_ms": polling_p99}
+
+
+# --------------------------------------------------------------------------- 6. single model
+
+
+SEEDED = "seeded "
+
+
+def seed_models(ctx: Context, count: int) -> None:
+    """The same `count` products in PostgreSQL and in the live read model, written directly.
+
+    Straight into both stores (not through the pipeline, whose speed stages 2 and 3 measure),
+    then the category figures are recomputed the projector's way.
+    """
+    from decimal import Decimal
+
+    from catalog_contracts.events import ProductState
+    from catalog_contracts.read_models import product_document
+    from projector.read_models import ReadModelWriter
+
+    s = ctx.sizes
+    rng = random.Random(11)
+
+    async def go() -> None:
+        conn: asyncpg.Connection = await asyncpg.connect(ctx.dsn)
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(ctx.mongo, tz_aware=True)
+        try:
+            db = client[ctx.database]
+            generation = pointer_to_generation(
+                await db[META_COLLECTION].find_one({"_id": GENERATION_POINTER_ID})
+            )
+            now = __import__("datetime").datetime.now(__import__("datetime").UTC)
+            for start in range(0, count, 2000):
+                states = [
+                    ProductState(
+                        id=uuid.uuid4(),
+                        name=f"{SEEDED}{n}",
+                        description=None,
+                        category=category(n, s),
+                        price=Decimal(rng.randrange(100, 100_000)) / 100,
+                        stock=rng.choice((0, 1, 5, 20)),
+                        status="active",
+                        created_at=now,
+                        updated_at=now,
+                        version=1,
+                    )
+                    for n in range(start, min(count, start + 2000))
+                ]
+                await conn.executemany(
+                    "INSERT INTO products (id, name, description, category, price, stock,"
+                    " status, version, created_at, updated_at)"
+                    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
+                    [
+                        (p.id, p.name, None, p.category, p.price, p.stock, p.status, 1, now, now)
+                        for p in states
+                    ],
+                )
+                await db[generation.products].insert_many(
+                    [product_document(p) for p in states], ordered=False
+                )
+                if start % 20_000 == 0:
+                    say(f"single model: seeded {start + len(states):,} of {count:,} products")
+            writer = ReadModelWriter(db)
+            await writer.recompute_categories([category(n, s) for n in range(s.categories)])
+        finally:
+            await conn.close()
+            await client.close()
+
+    asyncio.run(go())
+
+
+def unseed_models(ctx: Context) -> None:
+    from projector.read_models import ReadModelWriter
+
+    s = ctx.sizes
+
+    async def go() -> None:
+        conn: asyncpg.Connection = await asyncpg.connect(ctx.dsn)
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(ctx.mongo, tz_aware=True)
+        try:
+            await conn.execute("DELETE FROM products WHERE name LIKE $1", SEEDED + "%")
+            db = client[ctx.database]
+            generation = pointer_to_generation(
+                await db[META_COLLECTION].find_one({"_id": GENERATION_POINTER_ID})
+            )
+            await db[generation.products].delete_many({"name": {"$regex": f"^{SEEDED}"}})
+            await ReadModelWriter(db).recompute_categories(
+                [category(n, s) for n in range(s.categories)]
+            )
+        finally:
+            await conn.close()
+            await client.close()
+
+    asyncio.run(go())
+
+
+def single_model_stage(ctx: Context) -> dict[str, float]:
+    """List and category figures: the query service vs the same from PostgreSQL, under writes."""
+    s = ctx.sizes
+    existing = int(sql(ctx.dsn, "SELECT count(*) FROM products"))
+    to_seed = max(0, s.model_products - existing)
+    say(f"single model: {existing:,} products exist; seeding {to_seed:,} more in both models")
+    seed_models(ctx, to_seed)
+    port = free_port()
+    app = Service(
+        "single-model-app",
+        python_module("benchmarks.single_model_app", "--dsn", ctx.dsn, "--port", str(port)),
+        {},
+    )
+    base = f"http://127.0.0.1:{port}"
+    writer: subprocess.Popen[bytes] | None = None
+    try:
+        wait_for("single-model app", lambda: _answers(base + "/healthz"), 60)
+        ids_file = OUT_DIR / "seed-ids.txt"
+        rate = max(1.0, ctx.command_rps / 4)
+        writer = subprocess.Popen(
+            [
+                *python_module("benchmarks.paced_http", "writes", "--base", ctx.env["GATEWAY_URL"]),
+                "--rate",
+                f"{rate:.1f}",
+                "--seconds",
+                "100000",
+                "--ids",
+                str(ids_file),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        ctx.note("single_model", f"{s.model_products:,} products; steady writes at {rate:.0f}/s")
+        lists = [Request("GET", list_path(category(n, s))) for n in range(s.categories)]
+        stats = [Request("GET", "/api/v1/categories")]
+        query = ctx.env["QUERY_URL"]
+        figures: dict[str, list[float]] = {}
+        for rep in range(s.reps):
+            for key, url, reqs in (
+                ("list_rps", query, lists),
+                ("baseline_list_rps", base, lists),
+                ("categories_rps", query, stats),
+                ("baseline_categories_rps", base, stats),
+            ):
+                result = run_wrk(url, reqs, seconds=s.seconds, connections=s.concurrency)
+                figures.setdefault(key, []).append(result.rps)
+                ctx.note(
+                    "single_model",
+                    f"rep {rep + 1} {key}: {result.rps:,.1f}/s (p50 {result.p50_ms:.1f} ms, "
+                    f"{result.errors} errors)",
+                )
+    finally:
+        if writer is not None:
+            writer.terminate()
+            writer.wait()
+        app.stop()
+        unseed_models(ctx)
+    return {key: median(values) for key, values in figures.items()}
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False

@@ -1,0 +1,83 @@
+"""Throughput through HTTP with wrk: a C load generator in its own process.
+
+A Python HTTP client would need more CPU than the service it measures on two cores; wrk needs
+a fraction of a core for thousands of requests per second.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.common import CPU
+
+SCRIPT = Path(__file__).with_name("lua") / "requests.lua"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    method: str
+    path: str
+    body: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def wrk_binary() -> str:
+    found = shutil.which("wrk")
+    if found is None:
+        raise RuntimeError("wrk is not installed: apt-get install wrk (Debian)")
+    return found
+
+
+def run_wrk(
+    base_url: str, requests: list[Request], *, seconds: float, connections: int
+) -> WrkResult:
+    """Replay `requests` in a cycle over `connections` keep-alive connections for `seconds`.
+
+    One wrk thread: on two cores a second one only takes CPU from the server being measured.
+    """
+    with tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False) as listing:
+        for r in requests:
+            listing.write(f"{r.method}\t{r.path}\t{r.body}\n")
+    cmd = [
+        wrk_binary(),
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(SCRIPT),
+        base_url,
+        "--",
+        listing.name,
+    ]
+    CPU.start()
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    finally:
+        CPU.stop()
+        Path(listing.name).unlink(missing_ok=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"wrk failed: {result.stderr or result.stdout}")
+    line = [x for x in result.stdout.splitlines() if x.startswith("{")][-1]
+    figures = json.loads(line)
+    errors = int(figures["status_errors"]) + int(figures["socket_errors"])
+    good = int(figures["requests"]) - errors
+    return WrkResult(
+        rps=good / (figures["duration_us"] / 1e6),
+        p50_ms=figures["p50_us"] / 1000,
+        p99_ms=figures["p99_us"] / 1000,
+        errors=errors,
+    )
