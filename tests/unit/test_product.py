@@ -62,6 +62,11 @@ def test_create_records_product_created_at_version_1() -> None:
         ("category", ""),
         ("category", "c" * 101),
         ("description", "d" * 5001),
+        # Not storable as PostgreSQL text: found by schemathesis as a 503.
+        ("name", "\x00"),
+        ("category", "a\x00b"),
+        ("description", "\x00"),
+        ("name", "lone \ud800 surrogate"),
         ("price", "-0.01"),
         ("price", "1.001"),
         ("price", "abc"),

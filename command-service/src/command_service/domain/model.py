@@ -47,22 +47,33 @@ class PendingEvent:
     data: Contract
 
 
+def validate_text(field: str, value: str) -> str:
+    """Text must be storable: NUL characters and lone surrogates are not valid UTF-8 text."""
+    if "\x00" in value:
+        raise InvalidValue(field, "must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidValue(field, "must be valid Unicode text (no lone surrogates)") from None
+    return value
+
+
 def validate_name(value: str) -> str:
     if not 1 <= len(value) <= NAME_MAX or not value.strip():
         raise InvalidValue("name", f"must be 1 to {NAME_MAX} characters and not blank")
-    return value
+    return validate_text("name", value)
 
 
 def validate_description(value: str | None) -> str | None:
     if value is not None and len(value) > DESCRIPTION_MAX:
         raise InvalidValue("description", f"must be at most {DESCRIPTION_MAX} characters")
-    return value
+    return None if value is None else validate_text("description", value)
 
 
 def validate_category(value: str) -> str:
     if not 1 <= len(value) <= CATEGORY_MAX or not value.strip():
         raise InvalidValue("category", f"must be 1 to {CATEGORY_MAX} characters and not blank")
-    return value
+    return validate_text("category", value)
 
 
 def validate_price(value: Any) -> Decimal:
@@ -89,7 +100,7 @@ def validate_quantity_change(value: int) -> int:
 def validate_reason(value: str | None) -> str | None:
     if value is not None and len(value) > REASON_MAX:
         raise InvalidValue("reason", f"must be at most {REASON_MAX} characters")
-    return value
+    return None if value is None else validate_text("reason", value)
 
 
 @dataclass(frozen=True, slots=True)
