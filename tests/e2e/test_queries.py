@@ -205,6 +205,20 @@ def test_min_version_not_reached_is_503_with_retry_after(client: httpx.Client) -
     assert 2.5 < time.monotonic() - started < 10
 
 
+@pytest.mark.parametrize(("prefer", "waits"), [("wait=0", False), ("respond-async, wait=x", True)])
+def test_prefer_wait_bounds_the_min_version_wait(
+    client: httpx.Client, prefer: str, waits: bool
+) -> None:
+    """RFC 7240: `wait=N` shortens the wait; a preference not understood is ignored."""
+    pid = create(client, f"w-{uuid.uuid4().hex[:6]}", "Lamp", "10.00", 1)
+    started = time.monotonic()
+    response = client.get(
+        f"/api/v1/products/{pid}", params={"min_version": 5}, headers={"Prefer": prefer}
+    )
+    assert response.status_code == 503
+    assert (time.monotonic() - started > 2.5) is waits
+
+
 def test_unknown_product_is_404(client: httpx.Client) -> None:
     response = client.get(f"/api/v1/products/{uuid.uuid4()}")
     assert response.status_code == 404

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 import orjson
@@ -20,6 +21,17 @@ from query_service.settings import QuerySettings
 from service_runtime.problems import problem_response
 
 router = APIRouter(prefix="/api/v1", tags=["queries"])
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+def get_and_head(path: str, **options: Any) -> Callable[[Endpoint], Endpoint]:
+    """Register an endpoint for GET and HEAD as two operations, each with its own OpenAPI id."""
+
+    def register(endpoint: Endpoint) -> Endpoint:
+        router.head(path, **options)(endpoint)
+        return router.get(path, **options)(endpoint)
+
+    return register
 
 
 def get_read_model(request: Request) -> ProductReadModel:
@@ -53,9 +65,7 @@ def _cents(parameter: str, value: str | None) -> int | None:
         raise _invalid(parameter, str(exc)) from None
 
 
-@router.api_route(
-    "/products", methods=["GET", "HEAD"], response_model=ProductPage, summary="List products"
-)
+@get_and_head("/products", response_model=ProductPage, summary="List products")
 async def list_products(
     read_model: ReadModel,
     category: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
@@ -114,6 +124,19 @@ def _detail(document: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _preferred_wait(prefer: str | None) -> float:
+    """The `wait` preference of an RFC 7240 Prefer header, in seconds (inf when absent).
+
+    Preferences the server does not understand are ignored, as the RFC asks.
+    """
+    for preference in (prefer or "").split(","):
+        name, _, value = preference.split(";")[0].partition("=")
+        value = value.strip()
+        if name.strip().lower() == "wait" and value.isascii() and value.isdigit():
+            return float(value)
+    return float("inf")
+
+
 def _etag_matches(if_none_match: str | None, version: int) -> bool:
     if if_none_match is None:
         return False
@@ -121,9 +144,8 @@ def _etag_matches(if_none_match: str | None, version: int) -> bool:
     return "*" in tags or f'"{version}"' in tags
 
 
-@router.api_route(
+@get_and_head(
     "/products/{product_id}",
-    methods=["GET", "HEAD"],
     response_model=ProductDetail,
     summary="One product",
     responses={
@@ -139,11 +161,16 @@ async def get_product(
     settings: Settings,
     min_version: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     if_none_match: Annotated[str | None, Header(max_length=200)] = None,
+    prefer: Annotated[
+        str | None,
+        Header(max_length=200, description="RFC 7240 `wait=N`: wait at most N s for min_version"),
+    ] = None,
 ) -> Response:
     key = str(product_id)
     document = await read_model.get(key)
     if min_version is not None:
-        deadline = time.monotonic() + settings.min_version_wait_seconds
+        wait = min(settings.min_version_wait_seconds, _preferred_wait(prefer))
+        deadline = time.monotonic() + wait
         while document is None or document["version"] < min_version:
             if time.monotonic() >= deadline:
                 current = None if document is None else document["version"]
@@ -171,9 +198,8 @@ async def get_product(
     return Response(orjson.dumps(_detail(document)), media_type=_JSON, headers={"ETag": etag})
 
 
-@router.api_route(
+@get_and_head(
     "/categories",
-    methods=["GET", "HEAD"],
     response_model=list[CategoryStats],
     summary="Category statistics",
 )
