@@ -33,10 +33,15 @@ VENV_BIN = Path(sys.executable).parent
 CACHE = Path(os.environ.get("CATALOG_CACHE_DIR", Path.home() / ".cache" / "catalog-cqrs"))
 
 NAMES = ("postgres", "kafka", "mongo", "command", "relay", "projector", "query", "gateway")
+# With STACK_FAULT_INJECTION=1 the projector reaches MongoDB through toxiproxy, so the fault
+# suite can slow down or cut that link.
+TOXIPROXY = "toxiproxy"
+TOXIPROXY_VERSION = "v2.12.0"
+PROJECTOR_MONGO_PROXY = "projector-mongo"
 # FerretDB's own PostgreSQL cluster: separate from the write model's, so stopping one side's
 # database never takes the other side down.
 MONGO_STORE = "mongo-store"
-CONTROLLABLE = (*NAMES, MONGO_STORE)
+CONTROLLABLE = (*NAMES, MONGO_STORE, TOXIPROXY)
 SERVICES = ("command", "relay", "projector", "query")
 EVENTS_TOPIC_DEFAULT = "catalog.products.v1"
 
@@ -54,6 +59,8 @@ DEFAULT_PORTS = {
     "relay_metrics": 18011,
     "projector_metrics": 18012,
     "gateway": 18080,
+    "toxiproxy": 18474,
+    "mongo_proxy": 17018,
 }
 DB_USER = "catalog"
 DB_PASSWORD = "catalog"  # development-only credentials of a loopback-only cluster
@@ -109,6 +116,7 @@ class Stack:
     ports: dict[str, int]
     external: dict[str, str]  # part -> URL of a server we do not provision
     topic: str
+    network_faults: bool = False  # toxiproxy between the projector and MongoDB
 
     @property
     def conf(self) -> Path:
@@ -132,11 +140,18 @@ class Stack:
     def mongodb_url(self) -> str:
         return self.external.get("mongo") or f"mongodb://127.0.0.1:{self.ports['mongo']}/"
 
+    @property
+    def proxied(self) -> bool:
+        """Whether the projector's MongoDB link goes through toxiproxy."""
+        return self.network_faults and "mongo" not in self.external
+
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
     def env(self) -> dict[str, str]:
+        extra = {"TOXIPROXY_URL": self.url("toxiproxy")} if self.proxied else {}
         return {
+            **extra,
             "GATEWAY_URL": self.url("gateway"),
             "COMMAND_URL": self.url("command"),
             "QUERY_URL": self.url("query"),
@@ -158,7 +173,13 @@ def load_stack() -> Stack:
         state = json.loads(state_file.read_text())
         saved = state["ports"]
         if set(saved) >= set(DEFAULT_PORTS):
-            return Stack(run_dir, saved, state["external"], state["topic"])
+            return Stack(
+                run_dir,
+                saved,
+                state["external"],
+                state["topic"],
+                state.get("network_faults", False),
+            )
     external = {}
     for part, variables in {
         "postgres": ("STACK_DATABASE_URL",),
@@ -188,12 +209,23 @@ def load_stack() -> Stack:
                     raise StackError(f"no free port for {name} below the ephemeral range")
         ports[name] = port
         taken.add(port)
-    return Stack(run_dir, ports, external, os.environ.get("EVENTS_TOPIC", EVENTS_TOPIC_DEFAULT))
+    return Stack(
+        run_dir,
+        ports,
+        external,
+        os.environ.get("EVENTS_TOPIC", EVENTS_TOPIC_DEFAULT),
+        os.environ.get("STACK_FAULT_INJECTION") == "1",
+    )
 
 
 def save_stack(stack: Stack) -> None:
     stack.run_dir.mkdir(parents=True, exist_ok=True)
-    state = {"ports": stack.ports, "external": stack.external, "topic": stack.topic}
+    state = {
+        "ports": stack.ports,
+        "external": stack.external,
+        "topic": stack.topic,
+        "network_faults": stack.network_faults,
+    }
     (stack.run_dir / "stack.json").write_text(json.dumps(state, indent=2) + "\n")
 
 
@@ -294,6 +326,26 @@ def ferretdb_binary() -> Path:
         say("building FerretDB (first time only; Go caches the rest)")
         env = {**os.environ, "PATH": f"{os.environ.get('PATH', '')}:/usr/local/go/bin"}
         run(["bash", str(source / "build.sh"), str(binary)], env=env)
+    return binary
+
+
+def toxiproxy_binary() -> Path:
+    """Shopify's toxiproxy server, built with `go install` from the Go module proxy."""
+    binary = CACHE / "toxiproxy" / TOXIPROXY_VERSION / "toxiproxy-server"
+    if binary.exists():
+        return binary
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    if not Path(go).exists():
+        raise StackError("Go is needed to build toxiproxy; install Go 1.22 or newer")
+    say(f"building toxiproxy {TOXIPROXY_VERSION} (first time only)")
+    gobin = binary.parent / "tmp"
+    run(
+        [go, "install", f"github.com/Shopify/toxiproxy/v2/cmd/server@{TOXIPROXY_VERSION}"],
+        env={**os.environ, "GOBIN": str(gobin), "GOFLAGS": "-mod=mod"},
+        quiet=True,
+    )
+    (gobin / "server").rename(binary)
+    gobin.rmdir()
     return binary
 
 
@@ -501,10 +553,30 @@ serverurl=unix://{run_dir / "supervisor.sock"}
         "projector": "projector run",
         "query": "query-service serve",
     }
-    for name in SERVICES:
+    if stack.proxied:
+        proxies = [
+            {
+                "name": PROJECTOR_MONGO_PROXY,
+                "listen": f"127.0.0.1:{stack.ports['mongo_proxy']}",
+                "upstream": f"127.0.0.1:{stack.ports['mongo']}",
+                "enabled": True,
+            }
+        ]
+        config = run_dir / "toxiproxy.json"
+        config.write_text(json.dumps(proxies, indent=2) + "\n")
         sections.append(
-            program(name, str(VENV_BIN / cli[name]), stack, env=service_env, stopwait=15)
+            program(
+                TOXIPROXY,
+                f"{toxiproxy_binary()} -host 127.0.0.1 -port {stack.ports['toxiproxy']}"
+                f" -config {config}",
+                stack,
+            )
         )
+    for name in SERVICES:
+        env = dict(service_env)
+        if name == "projector" and stack.proxied:
+            env["MONGODB_URL"] = f"mongodb://127.0.0.1:{stack.ports['mongo_proxy']}/"
+        sections.append(program(name, str(VENV_BIN / cli[name]), stack, env=env, stopwait=15))
     nginx_dir = run_dir / "nginx"
     for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (nginx_dir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
@@ -669,6 +741,7 @@ def wait_healthy(stack: Stack, name: str, timeout: float = 120) -> None:
         "projector": lambda: http_ok(stack.url("projector_metrics") + "/metrics"),
         "gateway": lambda: http_ok(stack.url("gateway") + "/healthz"),
         MONGO_STORE: lambda: postgres_ready(store_admin_url(stack)),
+        TOXIPROXY: lambda: http_ok(stack.url("toxiproxy") + "/version"),
     }
     wait_until(name, checks[name], timeout, stack, name)
 
@@ -729,6 +802,9 @@ def up(stack: Stack) -> None:
             create_database(stack, store_admin_url(stack), "ferretdb")
         start_part(stack, "mongo")
     wait_healthy(stack, "mongo", 60)
+    if stack.proxied:
+        start_part(stack, TOXIPROXY)
+        wait_healthy(stack, TOXIPROXY, 30)
 
     for name in SERVICES:
         start_part(stack, name)
@@ -766,7 +842,7 @@ def down(stack: Stack) -> None:
     pid = int((stack.run_dir / "supervisord.pid").read_text().strip())
     # Stop in reverse dependency order so services drain before their servers go away.
     ctl(stack, "stop", "gateway", "command", "query", "relay", "projector", check=False)
-    ctl(stack, "stop", "mongo", "kafka", "postgres", check=False)
+    ctl(stack, "stop", TOXIPROXY, "mongo", "kafka", "postgres", check=False)
     ctl(stack, "stop", MONGO_STORE, check=False)
     ctl(stack, "shutdown", check=False)
     deadline = time.monotonic() + 60

@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from service_runtime.faults import PROJECTOR_AFTER_APPLY, RELAY_AFTER_ACK
@@ -139,6 +141,72 @@ async def poison(infra: Infra) -> Outcome:
     return Outcome(dead_lettered=after - before, note="3 poison messages")
 
 
+PROXY = "projector-mongo"  # deploy/local/stack.py: the projector's link to MongoDB
+
+
+async def slow_then_partitioned_mongo(infra: Infra) -> Outcome:
+    """The projector's link to MongoDB turns slow, then silent, then refuses connections.
+
+    toxiproxy adds 200±100 ms each way, then a `timeout` toxic swallows every byte without
+    closing anything (a partition nobody announces), then the proxy is disabled, which resets
+    open connections and refuses new ones. A product created while the link is silent must
+    stay invisible until it heals: that shows the partition really held.
+    """
+    if infra.toxiproxy_url is None:
+        pytest.skip("the projector's MongoDB link goes through toxiproxy only in a native stack")
+    async with (
+        httpx.AsyncClient(base_url=infra.toxiproxy_url, timeout=10) as api,
+        httpx.AsyncClient(base_url=infra.gateway_url, timeout=10) as gateway,
+    ):
+
+        async def toxiproxy(method: str, path: str, body: object = None) -> None:
+            response = await api.request(method, path, json=body)
+            assert response.status_code < 300, f"toxiproxy {method} {path}: {response.text}"
+
+        try:
+            for stream in ("upstream", "downstream"):
+                slow = {"latency": 200, "jitter": 100}
+                await toxiproxy(
+                    "POST",
+                    f"/proxies/{PROXY}/toxics",
+                    {
+                        "name": f"slow-{stream}",
+                        "type": "latency",
+                        "stream": stream,
+                        "attributes": slow,
+                    },
+                )
+            await asyncio.sleep(5)
+            await toxiproxy(
+                "POST",
+                f"/proxies/{PROXY}/toxics",
+                {"name": "silent", "type": "timeout", "attributes": {"timeout": 0}},
+            )
+            created = await gateway.post(
+                "/api/v1/products",
+                json={
+                    "name": "during the partition",
+                    "category": "faults-partition",
+                    "price": "1.00",
+                    "stock": 1,
+                },
+            )
+            assert created.status_code == 201, created.text
+            await asyncio.sleep(5)
+            product = created.json()["id"]
+            seen = await gateway.get(f"/api/v1/products/{product}")
+            assert seen.status_code == 404, "the projector wrote through a silent link"
+            await toxiproxy("POST", f"/proxies/{PROXY}", {"enabled": False})
+            await asyncio.sleep(4)
+        finally:
+            await toxiproxy("POST", "/reset")  # every proxy enabled, every toxic removed
+        deadline = time.monotonic() + 120
+        while (await gateway.get(f"/api/v1/products/{product}")).status_code != 200:
+            assert time.monotonic() < deadline, "the projector did not recover after the partition"
+            await asyncio.sleep(0.5)
+    return Outcome(note="slow 5s, silent 5s, refused 4s")
+
+
 SCENARIOS: dict[str, Inject] = {
     "kill command": kill("command"),
     "kill relay": kill("relay"),
@@ -152,4 +220,5 @@ SCENARIOS: dict[str, Inject] = {
     "relay dies between ack and mark": crash_at(RELAY_AFTER_ACK, "relay"),
     "duplicated and reordered events": duplicates_and_reordering,
     "poison messages": poison,
+    "slow then partitioned projector-mongo link": slow_then_partitioned_mongo,
 }

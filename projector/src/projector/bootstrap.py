@@ -30,7 +30,10 @@ async def run_projector(settings: ProjectorSettings) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
-        settings.mongodb_url, appname="catalog-projector", tz_aware=True
+        settings.mongodb_url,
+        appname="catalog-projector",
+        tz_aware=True,
+        socketTimeoutMS=settings.mongodb_timeout_ms,
     )
     writer = ReadModelWriter(mongo[settings.mongodb_database])
     backoff = 0.5

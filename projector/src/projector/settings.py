@@ -28,6 +28,9 @@ class ProjectorSettings(BaseSettings):
     mongodb_database: str = Field(
         "catalog", validation_alias=AliasChoices("PROJECTOR_MONGODB_DATABASE", "MONGODB_DATABASE")
     )
+    # An operation on the read model that gets no answer within this time fails and its batch
+    # is retried: a network that silently drops packets must not hang the projector forever.
+    mongodb_timeout_ms: int = Field(30_000, ge=1_000)
     batch_size: int = Field(1000, ge=1, le=10_000)
     host: str = "127.0.0.1"
     metrics_port: int = Field(18012, ge=0, le=65535)
