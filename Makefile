@@ -77,7 +77,11 @@ clean: down ## Stop the stack and delete runtime state under .run/
 
 .PHONY: test-faults
 test-faults: sync ## The fault suite at full size (thousands of commands per scenario); writes .run/faults/report.md
-	FAULTS_PROFILE=full $(PYTEST) tests/faults
+	FAULTS_PROFILE=full $(PYTEST) --timeout 900 tests/faults
+
+.PHONY: soak
+soak: sync ## The fault suite under a long load (minutes per scenario); writes .run/faults/report.md
+	FAULTS_PROFILE=soak $(PYTEST) --timeout 1800 tests/faults
 
 .PHONY: bench
 bench: sync ## Every stage beside its raw baseline (starts the stack if needed; BENCH_QUICK=1: a few minutes); writes .run/bench/

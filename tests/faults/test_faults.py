@@ -1,7 +1,8 @@
 """The fault suite: each scenario under a steady mixed load, then the invariant checker.
 
-Sizes come from FAULTS_PROFILE: `short` (the default, inside `make test`) or `full`
-(`make test-faults`, thousands of commands per scenario). Every scenario adds a row to
+Sizes come from FAULTS_PROFILE: `short` (the default, inside `make test`), `full`
+(`make test-faults`, thousands of commands per scenario) or `soak` (`make soak`, minutes of
+load around each fault). Every scenario adds a row to
 .run/faults/report.md.
 """
 
@@ -23,7 +24,8 @@ pytestmark = pytest.mark.faults
 
 PROFILES = {
     "short": {"clients": 3, "rate": 8.0, "before": 2.0, "after": 4.0, "converge": 120.0},
-    "full": {"clients": 6, "rate": 12.0, "before": 15.0, "after": 30.0, "converge": 300.0},
+    "full": {"clients": 8, "rate": 12.0, "before": 15.0, "after": 30.0, "converge": 300.0},
+    "soak": {"clients": 8, "rate": 12.0, "before": 60.0, "after": 300.0, "converge": 900.0},
 }
 REPORT = Path(__file__).resolve().parents[2] / ".run" / "faults" / "report.md"
 HEADER = (
