@@ -45,7 +45,7 @@ class Sizes:
     def from_env(cls) -> Sizes:
         if os.environ.get("BENCH_QUICK") == "1":
             return cls(True, 1, 5, 16, 500, 20_000, 2_000, 20, 8, 10, 20_000)
-        return cls(False, 3, 10, 16, 1_000, 100_000, 5_000, 20, 15, 20, 100_000)
+        return cls(False, 3, 10, 16, 1_000, 100_000, 2_000, 20, 15, 20, 100_000)
 
 
 def stack_env() -> dict[str, str]:
@@ -171,10 +171,25 @@ class Service:
         log_dir = OUT_DIR / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **stack_env(), "PYTHONUNBUFFERED": "1", **overrides}
-        self._log = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self._path = log_dir / f"{name}.log"
+        self._log = open(self._path, "ab")  # noqa: SIM115 - closed in stop()
+        self._start = self._path.stat().st_size
         self._process = subprocess.Popen(
             argv, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO
         )
+
+    def wait_for_log(self, text: str, limit: float) -> None:
+        """Wait until this run of the service logged `text` (e.g. that it leads)."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            with open(self._path, "rb") as log:
+                log.seek(self._start)
+                if text.encode() in log.read():
+                    return
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited; see {self._path}")
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not log {text!r} in {limit:.0f}s; see {self._path}")
 
     def alive(self) -> bool:
         return self._process.poll() is None
@@ -197,6 +212,13 @@ def relay(name: str, **overrides: str) -> Service:
         [str(VENV_BIN / "command-service"), "relay"],
         {"COMMAND_RELAY_METRICS_PORT": "0", **overrides},
     )
+
+
+def leading_relay(name: str, **overrides: str) -> Service:
+    """A relay that holds the leadership lock, so a measurement starts with it publishing."""
+    service = relay(name, **overrides)
+    service.wait_for_log("relay is the leader", 90)
+    return service
 
 
 def projector(name: str, **overrides: str) -> Service:

@@ -51,12 +51,14 @@ def verdicts(results: Results) -> list[tuple[str, str]]:
     for target in TARGETS:
         try:
             out.append((target.text, "met" if target.check(results) else "**missed**"))
-        except (KeyError, TypeError):
+        except (KeyError, TypeError):  # a stage that did not finish has null figures
             out.append((target.text, "not measured"))
     return out
 
 
 def _fmt(value: Any) -> str:
+    if value is None:
+        return "not measured"
     if isinstance(value, float):
         return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
     return str(value)
@@ -104,7 +106,7 @@ def chart(results: Results, path: Path) -> None:
     labels, ours, base = [], [], []
     for stage, mine, theirs in pairs:
         figures = results.get(stage, {})
-        if mine in figures and theirs in figures:
+        if figures.get(mine) is not None and figures.get(theirs) is not None:
             labels.append(f"{stage}\n{mine}")
             ours.append(figures[mine])
             base.append(figures[theirs])
@@ -126,11 +128,11 @@ def chart(results: Results, path: Path) -> None:
     labels, p50, p99 = [], [], []
     for stage, a, b in latencies:
         figures = results.get(stage, {})
-        if a in figures:
+        if figures.get(a) is not None and figures.get(b) is not None:
             labels.append(stage)
             p50.append(figures[a])
             p99.append(figures[b])
-    if "e2e" in results:
+    if results.get("e2e", {}).get("polling_p99_ms") is not None:
         labels.append("e2e polling")
         p50.append(0)
         p99.append(results["e2e"]["polling_p99_ms"])

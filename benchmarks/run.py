@@ -8,6 +8,7 @@ and last the single-model comparison, which needs 100,000 products in both model
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 import traceback
@@ -31,6 +32,24 @@ def read_model_backend(url: str) -> str:
     return f"MongoDB {info.get('version', '?')}"
 
 
+KEYS = {
+    "command": ("rps", "p50_ms", "p99_ms", "raw_rps", "ratio"),
+    "relay": ("eps", "raw_eps", "ratio", "p50_ms", "p99_ms"),
+    "projector": ("eps", "raw_eps", "ratio", "single_eps"),
+    "query": ("rps", "p50_ms", "p99_ms", "raw_rps", "ratio"),
+    "e2e": ("rate", "p50_ms", "p99_ms", "polling_p99_ms"),
+    "single_model": ("list_rps", "baseline_list_rps", "categories_rps", "baseline_categories_rps"),
+}
+
+
+def previous_command_rps() -> float:
+    """With BENCH_STAGES skipping the command stage, later stages pace from the last run's."""
+    try:
+        return float(json.loads((OUT_DIR / "results.json").read_text())["command"]["rps"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return 100.0
+
+
 def main() -> None:
     started = time.monotonic()
     sizes = Sizes.from_env()
@@ -47,6 +66,10 @@ def main() -> None:
         ("e2e", stages.e2e_stage),
         ("single_model", stages.single_model_stage),
     ]
+    chosen = [x for x in os.environ.get("BENCH_STAGES", "").split(",") if x]
+    if chosen:
+        plan = [(name, stage) for name, stage in plan if name in chosen]
+        ctx.command_rps = previous_command_rps()
     try:
         stackctl("stop", "relay")
         stackctl("stop", "projector")
@@ -61,9 +84,12 @@ def main() -> None:
         traceback.print_exc()
         say("a stage failed; writing what was measured")
     finally:
+        stages.live_stop(ctx, "relay", "projector")
         for name in ("relay", "projector"):
             stackctl("start", name, check=False)
         asyncio.run(kafka.delete_topics(ctx.bootstrap, f"bench.{ctx.run_id}."))
+    for section, keys in KEYS.items():  # every key, null where a stage did not finish
+        results[section] = {key: results.get(section, {}).get(key) for key in keys}
     results["machine"] = machine()
     results["cpu_busy_pct"] = round(CPU.pct, 1)
     report.write(OUT_DIR, results, ctx.notes, read_model_backend(ctx.mongo), sizes.quick)

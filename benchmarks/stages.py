@@ -24,6 +24,7 @@ from benchmarks.common import (
     Service,
     Sizes,
     free_port,
+    leading_relay,
     median,
     percentile,
     projector,
@@ -31,7 +32,6 @@ from benchmarks.common import (
     relay,
     run_json,
     say,
-    stackctl,
 )
 from benchmarks.wrk import Request, run_wrk
 from catalog_contracts.read_models import GENERATION_POINTER_ID, META_COLLECTION
@@ -68,9 +68,30 @@ class Context:
     def database(self) -> str:
         return self.env.get("MONGODB_DATABASE", "catalog")
 
+    live: dict[str, Service] = field(default_factory=dict)
+
     def note(self, stage: str, line: str) -> None:
         say(f"{stage}: {line}")
         self.notes.setdefault(stage, []).append(line)
+
+
+def live_start(ctx: Context, *names: str) -> None:
+    """Our own relay/projector with the stack's default settings, in place of the supervised.
+
+    The harness runs them itself (metrics ports off) rather than stopping and starting the
+    supervised ones: a stopped part's metrics port can be taken by another stack on the machine.
+    """
+    for name in names:
+        if name not in ctx.live or not ctx.live[name].alive():
+            ctx.live[name] = (
+                leading_relay("live-relay") if name == "relay" else projector("live-projector")
+            )
+
+
+def live_stop(ctx: Context, *names: str) -> None:
+    for name in names:
+        if name in ctx.live:
+            ctx.live.pop(name).stop()
 
 
 def measured(fn: Callable[[], T]) -> T:
@@ -113,17 +134,14 @@ def command_stage(ctx: Context) -> dict[str, float]:
     """Creates and stock adjustments (half each) through the gateway vs raw asyncpg."""
     s = ctx.sizes
     ids_file = OUT_DIR / "seed-ids.txt"
-    run_json(
-        [
-            *python_module("benchmarks.raw_command", "seed", "--dsn", ctx.dsn),
-            "--count",
-            str(s.seed_products),
-            "--ids",
-            str(ids_file),
-        ],
+    seeded: Any = run_json(
+        python_module(
+            "benchmarks.raw_command", "seed", "--dsn", ctx.dsn, "--count", str(s.seed_products)
+        ),
         timeout=600,
     )
-    ctx.seed_ids = ids_file.read_text().split()
+    ctx.seed_ids = [str(product_id) for product_id in seeded]
+    ids_file.write_text("\n".join(ctx.seed_ids))
     requests = []
     for n in range(2000):
         if n % 2:
@@ -166,8 +184,7 @@ def command_stage(ctx: Context) -> dict[str, float]:
 
 def drain(ctx: Context) -> None:
     """Let the supervised relay and projector publish and apply everything so far."""
-    stackctl("start", "relay")
-    stackctl("start", "projector")
+    live_start(ctx, "relay", "projector")
     topic = ctx.env["EVENTS_TOPIC"]
     waited = wait_for(
         "outbox drained",
@@ -201,8 +218,7 @@ def watch_outbox(dsn: str, first_id: int, total: int, timeout: float) -> tuple[f
 def relay_stage(ctx: Context) -> dict[str, float]:
     """A backlog of outbox rows through the relay vs aiokafka sending the same payloads."""
     s = ctx.sizes
-    stackctl("stop", "relay")
-    stackctl("stop", "projector")
+    live_stop(ctx, "relay", "projector")
     rows = mixed_events(s.backlog_events, s.backlog_products, s.categories)
     first_id = asyncio.run(insert_outbox(ctx.dsn, rows))
     ours, raws = [], []
@@ -241,8 +257,7 @@ def relay_stage(ctx: Context) -> dict[str, float]:
 def relay_latency(ctx: Context) -> tuple[float, float]:
     """Commit (raw asyncpg, paced at half the command rate) to arrival on the live topic."""
     s = ctx.sizes
-    stackctl("start", "relay")
-    stackctl("start", "projector")
+    live_start(ctx, "relay", "projector")
     rate = max(1.0, ctx.command_rps / 2)
     p50s, p99s = [], []
     for rep in range(s.reps):
@@ -286,7 +301,7 @@ def relay_latency(ctx: Context) -> tuple[float, float]:
 def projector_stage(ctx: Context) -> dict[str, float]:
     """The relay stage's topic into fresh databases: the projector vs PyMongo's raw upserts."""
     s = ctx.sizes
-    stackctl("stop", "projector")
+    live_stop(ctx, "projector")
     topic, total = ctx.backlog_topic, s.backlog_events
     ours, raws = [], []
     for rep in range(s.reps):
@@ -330,7 +345,7 @@ def projector_stage(ctx: Context) -> dict[str, float]:
             service.stop()
             drop_database(ctx.mongo, database)
         ctx.note("projector", f"one event at a time, rep {rep + 1}: {singles[-1]:,.0f} events/s")
-    stackctl("start", "projector")
+    live_start(ctx, "projector")
     eps, raw_eps = median(ours), median(raws)
     return {"eps": eps, "raw_eps": raw_eps, "ratio": eps / raw_eps, "single_eps": median(singles)}
 
@@ -395,6 +410,7 @@ def sample_ids(ctx: Context, count: int) -> list[str]:
 
 def query_stage(ctx: Context) -> dict[str, float]:
     """Detail and list reads (alternating) through the gateway vs raw AsyncMongoClient finds."""
+    live_start(ctx, "relay", "projector")
     s = ctx.sizes
     ids = sample_ids(ctx, 1000)
     categories = [category(n, s) for n in range(s.categories)]
@@ -447,10 +463,20 @@ def query_stage(ctx: Context) -> dict[str, float]:
 # --------------------------------------------------------------------------- 5. end to end
 
 
+def caught_up(ctx: Context, limit: float = 60) -> None:
+    """Let the live projector finish what earlier runs left, so each rep starts level."""
+    total = asyncio.run(kafka.topic_size(ctx.bootstrap, ctx.env["EVENTS_TOPIC"]))
+    try:
+        asyncio.run(kafka.watch_group(ctx.bootstrap, "catalog-projector", total, limit))
+    except RuntimeError:
+        ctx.note("e2e", f"the projector had not caught up after {limit:.0f}s; going on")
+
+
 def e2e_runs(ctx: Context, rate: float, label: str) -> tuple[float, float]:
     s = ctx.sizes
     p50s, p99s = [], []
     for rep in range(s.reps):
+        caught_up(ctx)
         cmd = python_module(
             "benchmarks.paced_http", "e2e", "--base", ctx.env["GATEWAY_URL"],
             "--rate", f"{rate:.1f}", "--seconds", str(s.latency_seconds),
@@ -469,17 +495,18 @@ def e2e_runs(ctx: Context, rate: float, label: str) -> tuple[float, float]:
 
 def e2e_stage(ctx: Context) -> dict[str, float]:
     """Command response -> readable through the query API, at 25% of the max command rate."""
+    live_start(ctx, "relay", "projector")
     rate = max(1.0, ctx.command_rps / 4)
     p50, p99 = e2e_runs(ctx, rate, "notify")
-    stackctl("stop", "relay")
-    service = relay(
+    live_stop(ctx, "relay")
+    service = leading_relay(
         "relay-polling", COMMAND_RELAY_USE_NOTIFY="false", COMMAND_RELAY_POLL_INTERVAL_SECONDS="0.5"
     )
     try:
         _, polling_p99 = e2e_runs(ctx, rate, "500 ms polling")
     finally:
         service.stop()
-        stackctl("start", "relay")
+        live_start(ctx, "relay")
     return {"rate": rate, "p50_ms": p50, "p99_ms": p99, "polling_p99_ms": polling_p99}
 
 
@@ -579,6 +606,7 @@ def unseed_models(ctx: Context) -> None:
 
 def single_model_stage(ctx: Context) -> dict[str, float]:
     """List and category figures: the query service vs the same from PostgreSQL, under writes."""
+    live_start(ctx, "relay", "projector")
     s = ctx.sizes
     existing = int(sql(ctx.dsn, "SELECT count(*) FROM products"))
     to_seed = max(0, s.model_products - existing)
