@@ -725,6 +725,20 @@ def create_database(stack: Stack, admin_url: str | None = None, name: str = DB_N
     asyncio.run(create())
 
 
+def tune_ferretdb_store(stack: Stack) -> None:
+    """Let FerretDB's equality filters use indexes (see deploy/local/ferretdb/store.sql)."""
+    import asyncpg
+
+    async def apply() -> None:
+        conn = await asyncpg.connect(ferretdb_store_url(stack).split("?")[0])
+        try:
+            await conn.execute((LOCAL / "ferretdb" / "store.sql").read_text())
+        finally:
+            await conn.close()
+
+    asyncio.run(apply())
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -800,6 +814,7 @@ def up(stack: Stack) -> None:
             start_part(stack, MONGO_STORE)
             wait_healthy(stack, MONGO_STORE, 60)
             create_database(stack, store_admin_url(stack), "ferretdb")
+            tune_ferretdb_store(stack)
         start_part(stack, "mongo")
     wait_healthy(stack, "mongo", 60)
     if stack.proxied:
