@@ -42,6 +42,14 @@ KEYS = {
 }
 
 
+def previous_results() -> dict[str, Any]:
+    try:
+        previous: dict[str, Any] = json.loads((OUT_DIR / "results.json").read_text())
+        return {name: previous[name] for name in KEYS if name in previous}
+    except (OSError, ValueError):
+        return {}
+
+
 def previous_command_rps() -> float:
     """With BENCH_STAGES skipping the command stage, later stages pace from the last run's."""
     try:
@@ -68,21 +76,27 @@ def main() -> None:
     ]
     chosen = [x for x in os.environ.get("BENCH_STAGES", "").split(",") if x]
     if chosen:
+        # Re-run some stages; the others keep the figures of the last run.
         plan = [(name, stage) for name, stage in plan if name in chosen]
         ctx.command_rps = previous_command_rps()
+        results = previous_results()
+        kept = [name for name in KEYS if name not in chosen]
+        ctx.notes["earlier run"] = [f"figures of {', '.join(kept)} are from the previous run"]
     try:
         stackctl("stop", "relay")
         stackctl("stop", "projector")
         for name, stage in plan:
             say(f"stage {name}")
             stage_started = time.monotonic()
-            results[name] = stage(ctx)
+            try:
+                results[name] = stage(ctx)
+            except Exception:  # later stages still run; this one's figures stay null
+                traceback.print_exc()
+                ctx.note(name, "failed (traceback on stdout); its figures are null")
+                continue
             say(f"stage {name} done in {time.monotonic() - stage_started:.0f}s: {results[name]}")
             if name == "command":
                 stages.drain(ctx)
-    except Exception:
-        traceback.print_exc()
-        say("a stage failed; writing what was measured")
     finally:
         stages.live_stop(ctx, "relay", "projector")
         for name in ("relay", "projector"):
