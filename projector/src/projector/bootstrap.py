@@ -67,6 +67,7 @@ async def run_projector(settings: ProjectorSettings) -> None:
         topic=settings.events_topic,
         dead_letter_topic=settings.dead_letter_topic,
         batch_size=settings.batch_size,
+        category_refresh_seconds=settings.category_refresh_seconds,
     )
     projector = Projector(config, consumer, dead_letters, writer, ProjectorMetrics(registry))
     try:

@@ -35,6 +35,7 @@ class ConsumerConfig:
     max_backoff: float = 10.0
     stall_check_seconds: float = 5.0
     stall_seconds: float = 30.0
+    category_refresh_seconds: float = 1.0
 
 
 class ProjectorStalled(Exception):
@@ -68,7 +69,32 @@ class Projector:
         self._metrics = metrics
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Project until `stop` is set; the batch in hand is finished and committed first."""
+        """Project until `stop` is set; the batch in hand is finished and committed first.
+
+        Category figures are refreshed beside the batches, so a product's document never
+        waits for the aggregation of its whole category.
+        """
+        refresher = asyncio.create_task(self._refresh_categories(stop))
+        try:
+            await self._consume(stop)
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+
+    async def _refresh_categories(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._config.category_refresh_seconds)
+            try:
+                started = time.perf_counter()
+                if refreshed := await self._writer.refresh_categories():
+                    self._metrics.category_refresh_seconds.observe(time.perf_counter() - started)
+                    self._metrics.categories_refreshed.inc(refreshed)
+            except ReadModelUnavailable as exc:
+                log.warning("category refresh failed (%s); the marks stay for the next", exc)
+
+    async def _consume(self, stop: asyncio.Event) -> None:
         progress = time.monotonic()
         last_check = progress
         while not stop.is_set():

@@ -47,6 +47,16 @@ class ProjectorMetrics:
             "Time to apply one batch to MongoDB",
             registry=registry,
         )
+        self.category_refresh_seconds = Histogram(
+            "projector_category_refresh_seconds",
+            "Time to refresh every marked category's figures",
+            registry=registry,
+        )
+        self.categories_refreshed = Counter(
+            "projector_categories_refreshed_total",
+            "Category documents set to fresh figures",
+            registry=registry,
+        )
         self.commit_to_view = Histogram(
             "projector_commit_to_view_seconds",
             "Time from the command's commit (occurred_at) to the read model write",

@@ -108,9 +108,10 @@ class ReadModelWriter:
             raise ReadModelUnavailable(f"cannot create indexes: {exc}") from exc
 
     async def apply(
-        self, events: Sequence[ProductEvent], *, recompute_categories: bool = True
+        self, events: Sequence[ProductEvent], *, mark_categories: bool = True
     ) -> ApplyResult:
-        """Upsert each product's newest state from the batch unless the read model is newer."""
+        """Upsert each product's newest state from the batch unless the read model is newer,
+        then mark the categories it touched for `refresh_categories`."""
         result = ApplyResult()
         newest: dict[str, ProductEvent] = {}
         touched: set[str] = set()
@@ -138,8 +139,8 @@ class ReadModelWriter:
                 pending, await self._upsert(generation, pending), strict=True
             ):
                 (result.applied if applied else result.skipped)[event.event_type] += 1
-            if recompute_categories:
-                await self.recompute_categories(touched, generation)
+            if mark_categories:
+                await self.mark_categories(touched, generation)
         except PyMongoError as exc:
             raise ReadModelUnavailable(str(exc)) from exc
         return result
@@ -215,35 +216,54 @@ class ReadModelWriter:
 
         return list(await asyncio.gather(*(write(e) for e in events)))
 
+    async def mark_categories(
+        self, categories: Iterable[str], generation: Generation | None = None
+    ) -> None:
+        """Mark categories whose figures a batch may have changed; `refresh_categories` redoes
+        them. The mark is written before the batch's offsets are committed, so a crash never
+        loses it, and a steady stream of small batches costs one aggregation per category per
+        refresh instead of one per batch."""
+        generation = generation or await self._generation()
+        collection = self._db[generation.categories]
+        for name in sorted(set(categories)):
+            await collection.update_one(
+                {"_id": name}, {"$inc": {"_seq": 1}, "$set": {"_dirty": True}}, upsert=True
+            )
+
+    async def refresh_categories(self, generation: Generation | None = None) -> int:
+        """Set each marked category to what its active product documents aggregate to.
+
+        Several projector replicas may mark and refresh one category at once. A mark bumps the
+        category's `_seq` after its products were written; a refresh reads `_seq`, aggregates,
+        and writes (unmarked) only if `_seq` is still what it read. A refresh that loses was
+        overtaken by a later mark, which leaves the category marked for the next refresh, whose
+        aggregation begins after every product change so far: `_seq` never decreases, so no
+        stale figure survives. Returns how many categories were refreshed.
+        """
+        generation = generation or await self._generation()
+        collection = self._db[generation.categories]
+        try:
+            seqs = {
+                doc["_id"]: doc["_seq"]
+                async for doc in collection.find({"_dirty": True}, {"_seq": 1})
+            }
+            if not seqs:
+                return 0
+            figures = await self._aggregate(generation, sorted(seqs))
+            for name, seq in seqs.items():
+                document = figures.get(name) or {"_id": name, "product_count": 0}
+                await collection.replace_one({"_id": name, "_seq": seq}, {**document, "_seq": seq})
+        except PyMongoError as exc:
+            raise ReadModelUnavailable(str(exc)) from exc
+        return len(seqs)
+
     async def recompute_categories(
         self, categories: Iterable[str], generation: Generation | None = None
     ) -> None:
-        """Set each category document to what its active product documents aggregate to.
-
-        Several projector replicas may recompute one category at once. Each bumps the
-        category's `_seq` after writing its products, reads it, aggregates, and writes only if
-        `_seq` is still what it read. A writer that loses was overtaken by a later bump, whose
-        author writes figures from an aggregation that began after every product change so far;
-        `_seq` never decreases, so the last bumper always wins and no stale figure survives.
-        """
+        """Mark these categories and refresh every marked one now (rebuild, reconcile)."""
         generation = generation or await self._generation()
-        names = sorted(set(categories))
-        if not names:
-            return
-        collection = self._db[generation.categories]
-        for name in names:
-            await collection.update_one({"_id": name}, {"$inc": {"_seq": 1}}, upsert=True)
-        seqs = {
-            doc["_id"]: doc["_seq"]
-            async for doc in collection.find({"_id": {"$in": names}}, {"_seq": 1})
-        }
-        figures = await self._aggregate(generation, names)
-        for name in names:
-            document = figures.get(name) or {"_id": name, "product_count": 0}
-            # No match: someone bumped `_seq` after we read it and will write fresher figures.
-            await collection.replace_one(
-                {"_id": name, "_seq": seqs[name]}, {**document, "_seq": seqs[name]}
-            )
+        await self.mark_categories(categories, generation)
+        await self.refresh_categories(generation)
 
     async def _aggregate(self, generation: Generation, names: list[str]) -> dict[str, Any]:
         """Figures of each category from its active product documents.

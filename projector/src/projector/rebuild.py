@@ -75,7 +75,7 @@ class _Replay:
                         self.undecodable += 1  # the live projector dead-lettered it already
                     done += 1
             if events:
-                await self.writer.apply(events, recompute_categories=recompute)
+                await self.writer.apply(events, mark_categories=recompute)
                 self.events += len(events)
             for tp in list(remaining):
                 if await self.consumer.position(tp) >= targets[tp]:
@@ -155,6 +155,7 @@ async def rebuild(
         catch_up = await consumer.end_offsets(tps)
         extra = sum(catch_up[tp] - targets[tp] for tp in tps)
         await replay.until(catch_up, total=extra, recompute=True, phase="catch-up")
+        await writer.refresh_categories(new)
 
         await asyncio.sleep(grace_seconds)  # every reader re-reads the pointer in this time
         if old != new:

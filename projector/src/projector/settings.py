@@ -32,6 +32,9 @@ class ProjectorSettings(BaseSettings):
     # is retried: a network that silently drops packets must not hang the projector forever.
     mongodb_timeout_ms: int = Field(30_000, ge=1_000)
     batch_size: int = Field(1000, ge=1, le=10_000)
+    # How often marked categories get fresh figures: their staleness bound, and the cost of a
+    # steady trickle of events (one aggregation per category per refresh, not per batch).
+    category_refresh_seconds: float = Field(1.0, gt=0, le=60)
     host: str = "127.0.0.1"
     metrics_port: int = Field(18012, ge=0, le=65535)
 
