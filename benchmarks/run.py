@@ -28,7 +28,8 @@ def read_model_backend(url: str) -> str:
         info = client.admin.command("buildInfo")
     if "ferretdbVersion" in info:
         backend = os.environ.get("STACK_FERRETDB_BACKEND", "postgresql")
-        return f"FerretDB {info['ferretdbVersion']} ({backend} backend)"
+        version = info["ferretdbVersion"]  # "unknown" when built from the Go module
+        return f"FerretDB {'v1' if version == 'unknown' else version} ({backend} backend)"
     return f"MongoDB {info.get('version', '?')}"
 
 

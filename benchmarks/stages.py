@@ -633,7 +633,11 @@ def unseed_models(ctx: Context) -> None:
             generation = pointer_to_generation(
                 await db[META_COLLECTION].find_one({"_id": GENERATION_POINTER_ID})
             )
-            await db[generation.products].delete_many({"name": {"$regex": f"^{SEEDED}"}})
+            # One category at a time: FerretDB refuses a delete of more than 65,535 documents.
+            for n in range(s.categories):
+                await db[generation.products].delete_many(
+                    {"category": category(n, s), "name": {"$regex": f"^{SEEDED}"}}
+                )
             await ReadModelWriter(db).recompute_categories(
                 [category(n, s) for n in range(s.categories)]
             )
@@ -648,6 +652,7 @@ def single_model_stage(ctx: Context) -> dict[str, float]:
     """List and category figures: the query service vs the same from PostgreSQL, under writes."""
     live_start(ctx, "relay", "projector")
     s = ctx.sizes
+    caught_up(ctx, 900)  # measure the reads under the steady writes, not under a backlog
     existing = int(sql(ctx.dsn, "SELECT count(*) FROM products"))
     to_seed = max(0, s.model_products - existing)
     say(f"single model: {existing:,} products exist; seeding {to_seed:,} more in both models")
@@ -700,7 +705,10 @@ def single_model_stage(ctx: Context) -> dict[str, float]:
             writer.terminate()
             writer.wait()
         app.stop()
-        unseed_models(ctx)
+        try:
+            unseed_models(ctx)
+        except Exception as exc:  # the figures stand; the stack keeps the extra products
+            ctx.note("single_model", f"removing the seeded products failed: {exc}"[:300])
     return {key: median(values) for key, values in figures.items()}
 
 
