@@ -85,6 +85,9 @@ soak: sync ## The fault suite under a long load (minutes per scenario); writes .
 
 .PHONY: bench
 bench: sync ## Every stage beside its raw baseline (starts the stack if needed; BENCH_QUICK=1: a few minutes); writes .run/bench/
+	@command -v wrk >/dev/null || { echo "installing wrk (Debian; needs root)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
 	$(UV) run --frozen python -m benchmarks
 
 .PHONY: reconcile
