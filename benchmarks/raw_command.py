@@ -20,6 +20,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -250,6 +251,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--categories", type=int, default=20)
+    parser.add_argument("--out", default="", help="write the JSON result here, not to stdout")
     args = parser.parse_args()
     result: object
     if args.mode == "seed":
@@ -260,7 +262,10 @@ def main() -> None:
         result = uvloop.run(load(args.dsn, args.seconds, args.concurrency, ids, args.categories))
     else:
         result = uvloop.run(paced(args.dsn, args.rate, args.seconds, args.categories))
-    print(json.dumps(result))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result))
+    else:
+        print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -281,15 +281,22 @@ def relay_latency(ctx: Context) -> tuple[float, float]:
             clock = kafka.ArrivalClock(ctx.bootstrap, ctx.env["EVENTS_TOPIC"])
             await clock.start()
             try:
+                # The commit times go through a file: a 200 KB line read back from a pipe once
+                # arrived cut short.
+                out = OUT_DIR / "relay-latency-commits.json"
+                out.unlink(missing_ok=True)
                 cmd = python_module(
                     "benchmarks.raw_command", "paced", "--dsn", ctx.dsn,
                     "--rate", f"{rate:.1f}", "--seconds", str(s.latency_seconds),
+                    "--out", str(out),
                 )  # fmt: skip
-                process = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.PIPE)
+                process = await asyncio.create_subprocess_exec(*cmd)
                 CPU.start()
-                output, _ = await process.communicate()
+                code = await process.wait()
                 CPU.stop()
-                commits: dict[str, float] = json.loads(output.decode().strip().splitlines()[-1])
+                if code != 0:
+                    raise RuntimeError(f"raw_command paced exited with {code}")
+                commits: dict[str, float] = json.loads(out.read_text())
                 deadline = time.monotonic() + 30
                 while len(clock.arrivals.keys() & commits.keys()) < len(commits):
                     if time.monotonic() > deadline:
