@@ -17,7 +17,8 @@ from typing import Any
 
 import asyncpg
 
-from benchmarks.raw_command import envelope, headers, init_connection, state_of
+from benchmarks.raw_command import envelope, headers, state_of
+from command_service.adapters.postgres import init_connection
 
 
 @dataclass(frozen=True, slots=True)

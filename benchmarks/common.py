@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -10,14 +11,29 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 STACKCTL = REPO / "deploy" / "local" / "stackctl"
 VENV_BIN = Path(sys.executable).parent
 OUT_DIR = REPO / ".run" / "bench"
+T = TypeVar("T")
+
+
+async def open_loop(rate: float, seconds: float, job: Callable[[int], Awaitable[T]]) -> list[T]:
+    """Start `job(n)` at n / rate seconds for `seconds`, whatever the earlier jobs are doing
+    (open loop: a slow system cannot lower the load it is measured under); gather the results."""
+    tasks = []
+    start = time.perf_counter()
+    for number in range(int(rate * seconds)):
+        delay = start + number / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(job(number)))
+    return list(await asyncio.gather(*tasks))
 
 
 def say(message: str) -> None:

@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 import orjson
 import uvloop
 
+from benchmarks.common import open_loop
+
 
 class HttpConnection:
     """One keep-alive HTTP/1.1 connection; enough of the protocol for our JSON API."""
@@ -75,18 +77,6 @@ def create_body(number: int, categories: int) -> bytes:
     )
 
 
-async def paced(rate: float, seconds: float, job: object) -> list[object]:
-    """Start `job(n)` at n / rate seconds for `seconds`; gather what the jobs return."""
-    tasks = []
-    start = time.perf_counter()
-    for number in range(int(rate * seconds)):
-        delay = start + number / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.ensure_future(job(number)))  # type: ignore[operator]
-    return list(await asyncio.gather(*tasks))
-
-
 async def e2e(base: str, rate: float, seconds: float, categories: int) -> dict[str, object]:
     # Enough connections that waiting readers never queue behind each other in this client.
     pool = HttpPool(base, 256)
@@ -113,7 +103,7 @@ async def e2e(base: str, rate: float, seconds: float, categories: int) -> dict[s
             return None
         return time.perf_counter() - answered
 
-    results = await paced(rate, seconds, one)
+    results = await open_loop(rate, seconds, one)
     delays = sorted(r for r in results if isinstance(r, float))
     if not delays:
         raise RuntimeError(f"no command became readable ({failures} failures)")
@@ -140,7 +130,7 @@ async def writes(
             status, _ = await pool.request("POST", "/api/v1/products", body)
         return status
 
-    statuses = await paced(rate, seconds, one)
+    statuses = await open_loop(rate, seconds, one)
     return {"sent": len(statuses), "failed": sum(1 for s in statuses if s not in (200, 201))}
 
 

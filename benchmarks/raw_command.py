@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import orjson
 import uvloop
+
+from benchmarks.common import open_loop
+from command_service.adapters.postgres import init_connection  # the service's jsonb codec
 
 COLUMNS = "id, name, description, category, price, stock, status, version, created_at, updated_at"
 INSERT_PRODUCT = f"INSERT INTO products ({COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
@@ -82,16 +84,6 @@ def envelope(event_type: str, row: dict[str, Any], data: dict[str, Any]) -> dict
 
 def headers(event_type: str) -> dict[str, str]:
     return {"event_type": event_type, "schema_version": "1", "content-type": "application/json"}
-
-
-async def init_connection(conn: asyncpg.Connection) -> None:
-    for type_name in ("json", "jsonb"):
-        await conn.set_type_codec(
-            type_name,
-            encoder=lambda v: orjson.dumps(v).decode(),
-            decoder=orjson.loads,
-            schema="pg_catalog",
-        )
 
 
 async def create(conn: asyncpg.Connection, number: int, categories: int) -> uuid.UUID:
@@ -230,14 +222,7 @@ async def paced(dsn: str, rate: float, seconds: float, categories: int) -> dict[
                 product_id = await create(conn, number, categories)
             commits[str(product_id)] = time.time()
 
-        tasks = []
-        start = time.perf_counter()
-        for number in range(int(rate * seconds)):
-            delay = start + number / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.ensure_future(one(number)))
-        await asyncio.gather(*tasks)
+        await open_loop(rate, seconds, one)
     return commits
 
 
