@@ -83,6 +83,11 @@ def stackctl(*args: str, check: bool = True) -> int:
     return result.returncode
 
 
+def stack_status() -> str:
+    """`stackctl status`: a line per part with its state and pid."""
+    return subprocess.run([str(STACKCTL), "status"], capture_output=True, text=True).stdout
+
+
 def ensure_stack() -> None:
     """Start the stack like `make up` unless it answers already."""
     if stackctl("status", check=False) == 0:
@@ -206,6 +211,10 @@ class Service:
                 raise RuntimeError(f"{self.name} exited; see {self._path}")
             time.sleep(0.2)
         raise RuntimeError(f"{self.name} did not log {text!r} in {limit:.0f}s; see {self._path}")
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
 
     def alive(self) -> bool:
         return self._process.poll() is None

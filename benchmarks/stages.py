@@ -32,7 +32,9 @@ from benchmarks.common import (
     relay,
     run_json,
     say,
+    stack_status,
 )
+from benchmarks.profiles import CpuByPart, Sampler, supervised_pid
 from benchmarks.wrk import Request, run_wrk
 from catalog_contracts.read_models import GENERATION_POINTER_ID, META_COLLECTION
 from catalog_contracts.read_models import generation_from_pointer as pointer_to_generation
@@ -132,6 +134,20 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float) -> float:
     return time.monotonic() - started
 
 
+def profile_http(
+    ctx: Context, stage: str, parts: tuple[str, ...], requests: list[Request], seconds: float
+) -> None:
+    """Sample the supervised `parts` with py-spy through one more (unmeasured) wrk window."""
+    status = stack_status()
+    samplers = [Sampler(f"{stage}-{part}", supervised_pid(status, part)) for part in parts]
+    try:
+        gateway = ctx.env["GATEWAY_URL"]
+        run_wrk(gateway, requests, seconds=seconds, connections=ctx.sizes.concurrency)
+    finally:
+        for sampler in samplers:
+            ctx.note(stage, sampler.stop().summary())
+
+
 # --------------------------------------------------------------------------- 1. command
 
 
@@ -166,19 +182,26 @@ def command_stage(ctx: Context) -> dict[str, float]:
     run_wrk(gateway, requests, seconds=2, connections=s.concurrency)  # warm-up
     ours, raws = [], []
     for rep in range(s.reps):
+        split = CpuByPart()
         ours.append(run_wrk(gateway, requests, seconds=s.seconds, connections=s.concurrency))
+        cpu_ours, split = split.stop(), CpuByPart()
         raw_cmd = python_module(
             "benchmarks.raw_command", "load", "--dsn", ctx.dsn,
             "--seconds", str(s.seconds), "--concurrency", str(s.concurrency),
             "--ids", str(ids_file), "--categories", str(s.categories),
         )  # fmt: skip
         raws.append(measured(lambda cmd=raw_cmd: run_json(cmd, timeout=s.seconds + 120)))  # type: ignore[misc]
+        cpu_raw = split.stop()
         ctx.note(
             "command",
             f"rep {rep + 1}: gateway {ours[-1].rps:,.0f}/s (p50 {ours[-1].p50_ms:.1f} ms, "
-            f"p99 {ours[-1].p99_ms:.1f} ms, {ours[-1].errors} errors); "
+            f"p99 {ours[-1].p99_ms:.1f} ms, {ours[-1].errors_text}); "
             f"raw asyncpg {raws[-1]['rps']:,.0f}/s",  # type: ignore[index]
         )
+        if rep == 0:
+            ctx.note("command", f"gateway window, {cpu_ours}")
+            ctx.note("command", f"raw window, {cpu_raw}")
+    profile_http(ctx, "command", ("command", "command-2"), requests, s.seconds)
     rps = median([o.rps for o in ours])
     raw_rps = median([float(r["rps"]) for r in raws])  # type: ignore[index]
     ctx.command_rps = rps
@@ -238,12 +261,18 @@ def relay_stage(ctx: Context) -> dict[str, float]:
             topic = f"bench.{ctx.run_id}.relay.{rep}"
             asyncio.run(kafka.create_topic(ctx.bootstrap, topic))
             service = relay(f"relay-{rep}", COMMAND_EVENTS_TOPIC=topic)
+            sampler = Sampler("relay", service.pid) if rep == 0 else None
             CPU.start()
+            split = CpuByPart()
             try:
                 seconds, marked = watch_outbox(ctx.dsn, first_id, len(rows), 1800)
             finally:
+                cpu_ours = split.stop()
                 CPU.stop()
                 service.stop()
+            if sampler is not None:  # only the first rep: py-spy takes some CPU of its own
+                ctx.note("relay", f"relay window (sampled), {cpu_ours}")
+                ctx.note("relay", sampler.stop().summary())
             ours.append(marked / seconds)
             raw_topic = f"bench.{ctx.run_id}.rawrelay.{rep}"
             asyncio.run(kafka.create_topic(ctx.bootstrap, raw_topic))
@@ -251,7 +280,10 @@ def relay_stage(ctx: Context) -> dict[str, float]:
                 "benchmarks.raw_relay", "--dsn", ctx.dsn,
                 "--bootstrap", ctx.bootstrap, "--topic", raw_topic, "--first-id", str(first_id),
             )  # fmt: skip
+            split = CpuByPart()
             raws.append(float(measured(lambda c=cmd: run_json(c, timeout=1800))["eps"]))  # type: ignore[misc,index]
+            if rep == 0:
+                ctx.note("relay", f"raw window, {split.stop()}")
             ctx.backlog_topic = topic
             ctx.note(
                 "relay", f"rep {rep + 1}: relay {ours[-1]:,.0f} events/s; raw {raws[-1]:,.0f}/s"
@@ -465,18 +497,25 @@ def query_stage(ctx: Context) -> dict[str, float]:
     run_wrk(gateway, requests, seconds=2, connections=s.concurrency)  # warm-up
     ours, raws = [], []
     for rep in range(s.reps):
+        split = CpuByPart()
         ours.append(run_wrk(gateway, requests, seconds=s.seconds, connections=s.concurrency))
+        cpu_ours, split = split.stop(), CpuByPart()
         cmd = python_module(
             "benchmarks.raw_query", "--mongodb-url", ctx.mongo,
             "--database", ctx.database, "--work", str(work_file),
             "--seconds", str(s.seconds), "-c", str(s.concurrency),
         )  # fmt: skip
         raws.append(float(measured(lambda c=cmd: run_json(c, timeout=s.seconds + 120))["rps"]))  # type: ignore[misc,index]
+        cpu_raw = split.stop()
         ctx.note(
             "query",
             f"rep {rep + 1}: gateway {ours[-1].rps:,.0f}/s (p50 {ours[-1].p50_ms:.1f} ms, "
-            f"p99 {ours[-1].p99_ms:.1f} ms, {ours[-1].errors} errors); raw {raws[-1]:,.0f}/s",
+            f"p99 {ours[-1].p99_ms:.1f} ms, {ours[-1].errors_text}); raw {raws[-1]:,.0f}/s",
         )
+        if rep == 0:
+            ctx.note("query", f"gateway window, {cpu_ours}")
+            ctx.note("query", f"raw window, {cpu_raw}")
+    profile_http(ctx, "query", ("query",), requests, s.seconds)
     rps, raw_rps = median([o.rps for o in ours]), median(raws)
     return {
         "rps": rps,
@@ -509,7 +548,10 @@ def e2e_runs(ctx: Context, rate: float, label: str) -> tuple[float, float]:
             "--rate", f"{rate:.1f}", "--seconds", str(s.latency_seconds),
             "--categories", str(s.categories),
         )  # fmt: skip
+        split = CpuByPart()
         result: Any = measured(lambda c=cmd: run_json(c, timeout=s.latency_seconds + 300))  # type: ignore[misc]
+        if rep == 0:
+            ctx.note("e2e", f"{label} window, {split.stop()}")
         p50s.append(float(result["p50_ms"]))
         p99s.append(float(result["p99_ms"]))
         ctx.note(
@@ -705,7 +747,7 @@ def single_model_stage(ctx: Context) -> dict[str, float]:
                 ctx.note(
                     "single_model",
                     f"rep {rep + 1} {key}: {result.rps:,.1f}/s (p50 {result.p50_ms:.1f} ms, "
-                    f"{result.errors} errors)",
+                    f"{result.errors_text})",
                 )
     finally:
         if writer is not None:

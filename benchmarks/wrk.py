@@ -31,6 +31,11 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     errors: int
+    error_detail: str  # e.g. "HTTP 404 x12, timeouts x3": what the errors were, "" without any
+
+    @property
+    def errors_text(self) -> str:
+        return f"{self.errors} errors" + (f" ({self.error_detail})" if self.errors else "")
 
 
 def wrk_binary() -> str:
@@ -73,11 +78,19 @@ def run_wrk(
         raise RuntimeError(f"wrk failed: {result.stderr or result.stdout}")
     line = [x for x in result.stdout.splitlines() if x.startswith("{")][-1]
     figures = json.loads(line)
-    errors = int(figures["status_errors"]) + int(figures["socket_errors"])
-    good = int(figures["requests"]) - errors
+    socket = {
+        kind: int(figures[kind])
+        for kind in ("connect_errors", "read_errors", "write_errors", "timeouts")
+        if figures[kind]
+    }
+    detail = [f"HTTP {status} x{n}" for status, n in sorted(figures["statuses"].items())]
+    detail += [f"{kind.replace('_', ' ')} x{n}" for kind, n in socket.items()]
+    errors = int(figures["status_errors"]) + sum(socket.values())
+    good = int(figures["requests"]) - int(figures["status_errors"])
     return WrkResult(
         rps=good / (figures["duration_us"] / 1e6),
         p50_ms=figures["p50_us"] / 1000,
         p99_ms=figures["p99_us"] / 1000,
         errors=errors,
+        error_detail=", ".join(detail),
     )

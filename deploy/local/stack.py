@@ -32,7 +32,9 @@ LOCAL = REPO / "deploy" / "local"
 VENV_BIN = Path(sys.executable).parent
 CACHE = Path(os.environ.get("CATALOG_CACHE_DIR", Path.home() / ".cache" / "catalog-cqrs"))
 
-NAMES = ("postgres", "kafka", "mongo", "command", "relay", "projector", "query", "gateway")
+NAMES = (
+    "postgres", "kafka", "mongo", "command", "command-2", "relay", "projector", "query", "gateway",
+)  # fmt: skip
 # With STACK_FAULT_INJECTION=1 the projector reaches MongoDB through toxiproxy, so the fault
 # suite can slow down or cut that link.
 TOXIPROXY = "toxiproxy"
@@ -42,7 +44,11 @@ PROJECTOR_MONGO_PROXY = "projector-mongo"
 # database never takes the other side down.
 MONGO_STORE = "mongo-store"
 CONTROLLABLE = (*NAMES, MONGO_STORE, TOXIPROXY)
-SERVICES = ("command", "relay", "projector", "query")
+# Two command-service processes behind the gateway: one Python process is one core at most, and
+# the write side scales out by processes (replicas on Kubernetes). Each has half the pool, so
+# the write model sees the connections of one instance with the default pool.
+SERVICES = ("command", "command-2", "relay", "projector", "query")
+COMMAND_POOL_PER_INSTANCE = 10
 EVENTS_TOPIC_DEFAULT = "catalog.products.v1"
 
 # Defaults stay clear of 5432, 9092, 27017 and 8080, which a developer machine may be using,
@@ -56,6 +62,7 @@ DEFAULT_PORTS = {
     "mongo_store": 17432,
     "command": 18001,
     "query": 18002,
+    "command_2": 18003,
     "relay_metrics": 18011,
     "projector_metrics": 18012,
     "gateway": 18080,
@@ -506,6 +513,7 @@ serverurl=unix://{run_dir / "supervisor.sock"}
         "COMMAND_RELAY_METRICS_PORT": str(stack.ports["relay_metrics"]),
         "PROJECTOR_METRICS_PORT": str(stack.ports["projector_metrics"]),
         "COMMAND_TOPIC_PARTITIONS": os.environ.get("STACK_TOPIC_PARTITIONS", "6"),
+        "COMMAND_POOL_MAX_SIZE": str(COMMAND_POOL_PER_INSTANCE),
     }
     if os.environ.get("STACK_FAULT_INJECTION") == "1":
         # Arms the crash points of service_runtime.faults for the fault-injection suite.
@@ -549,6 +557,7 @@ serverurl=unix://{run_dir / "supervisor.sock"}
         )
     cli = {
         "command": "command-service serve",
+        "command-2": "command-service serve",
         "relay": "command-service relay",
         "projector": "projector run",
         "query": "query-service serve",
@@ -574,6 +583,8 @@ serverurl=unix://{run_dir / "supervisor.sock"}
         )
     for name in SERVICES:
         env = dict(service_env)
+        if name == "command-2":
+            env["COMMAND_PORT"] = str(stack.ports["command_2"])
         if name == "projector" and stack.proxied:
             env["MONGODB_URL"] = f"mongodb://127.0.0.1:{stack.ports['mongo_proxy']}/"
         sections.append(program(name, str(VENV_BIN / cli[name]), stack, env=env, stopwait=15))
@@ -585,6 +596,7 @@ serverurl=unix://{run_dir / "supervisor.sock"}
         template.replace("{run_dir}", str(run_dir))
         .replace("{repo}", str(REPO))
         .replace("{command_port}", str(stack.ports["command"]))
+        .replace("{command_2_port}", str(stack.ports["command_2"]))
         .replace("{query_port}", str(stack.ports["query"]))
     )
     (nginx_dir / "gateway-listen.conf").write_text(
@@ -750,6 +762,7 @@ def wait_healthy(stack: Stack, name: str, timeout: float = 120) -> None:
         "kafka": lambda: kafka_ready(stack.kafka_bootstrap),
         "mongo": lambda: mongo_ready(stack.mongodb_url),
         "command": lambda: http_ok(stack.url("command") + "/readyz"),
+        "command-2": lambda: http_ok(stack.url("command_2") + "/readyz"),
         "query": lambda: http_ok(stack.url("query") + "/readyz"),
         "relay": lambda: http_ok(stack.url("relay_metrics") + "/metrics"),
         "projector": lambda: http_ok(stack.url("projector_metrics") + "/metrics"),
@@ -827,9 +840,11 @@ def up(stack: Stack) -> None:
         wait_healthy(stack, name, 60)
     start_part(stack, "gateway")
     wait_healthy(stack, "gateway", 30)
+    # Through the gateway to the query service and its store, by the cheapest read: an
+    # unfiltered product list costs a sort over every document on FerretDB.
     wait_until(
         "gateway routing",
-        lambda: http_ok(stack.url("gateway") + "/api/v1/products?limit=1"),
+        lambda: http_ok(stack.url("gateway") + "/api/v1/categories"),
         30,
         stack,
         "gateway",
@@ -856,7 +871,7 @@ def down(stack: Stack) -> None:
         return
     pid = int((stack.run_dir / "supervisord.pid").read_text().strip())
     # Stop in reverse dependency order so services drain before their servers go away.
-    ctl(stack, "stop", "gateway", "command", "query", "relay", "projector", check=False)
+    ctl(stack, "stop", "gateway", *SERVICES, check=False)
     ctl(stack, "stop", TOXIPROXY, "mongo", "kafka", "postgres", check=False)
     ctl(stack, "stop", MONGO_STORE, check=False)
     ctl(stack, "shutdown", check=False)

@@ -78,9 +78,20 @@ _CONFLICTS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _accepted(result: CommandResult, response: Response) -> CommandAccepted:
-    response.headers["ETag"] = f'"{result.product.version}"'
-    return CommandAccepted(id=result.product.id, version=result.product.version)
+def _json(status: int, body: dict[str, Any], headers: dict[str, str]) -> Response:
+    """The response itself, serialized once by orjson.
+
+    `response_model` still documents the body in OpenAPI; returning a Response skips FastAPI's
+    validate-then-encode pass over a body the handler has just built from the domain.
+    """
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+def _accepted(result: CommandResult) -> Response:
+    product = result.product
+    return _json(
+        200, {"id": str(product.id), "version": product.version}, {"ETag": f'"{product.version}"'}
+    )
 
 
 @router.post(
@@ -93,7 +104,6 @@ def _accepted(result: CommandResult, response: Response) -> CommandAccepted:
 async def create_product(
     body: CreateProductRequest,
     request: Request,
-    response: Response,
     handlers: Handlers,
     context: Context,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
@@ -123,17 +133,11 @@ async def create_product(
         respond=respond,
     )
     if isinstance(outcome, StoredResponse):
-        replay = Response(
-            content=orjson.dumps(outcome.body),
-            status_code=outcome.status,
-            media_type="application/json",
-            headers=outcome.headers,
+        return _json(
+            outcome.status, outcome.body, {**outcome.headers, "Idempotent-Replayed": "true"}
         )
-        replay.headers["Idempotent-Replayed"] = "true"
-        return replay
     stored = respond(outcome)
-    response.headers.update(stored.headers)
-    return CommandAccepted(id=outcome.product.id, version=outcome.product.version)
+    return _json(stored.status, stored.body, stored.headers)
 
 
 @router.patch(
@@ -145,13 +149,12 @@ async def create_product(
 async def update_details(
     product_id: ProductId,
     body: UpdateDetailsRequest,
-    response: Response,
     handlers: Handlers,
     context: Context,
-) -> CommandAccepted:
+) -> Response:
     changes: dict[DetailField, str | None] = body.model_dump(exclude_unset=True)  # type: ignore[assignment]
     result = await handlers.update_details(UpdateDetails(product_id, changes), context)
-    return _accepted(result, response)
+    return _accepted(result)
 
 
 @router.put(
@@ -163,12 +166,11 @@ async def update_details(
 async def change_price(
     product_id: ProductId,
     body: ChangePriceRequest,
-    response: Response,
     handlers: Handlers,
     context: Context,
-) -> CommandAccepted:
+) -> Response:
     result = await handlers.change_price(ChangePrice(product_id, body.price), context)
-    return _accepted(result, response)
+    return _accepted(result)
 
 
 @router.post(
@@ -180,16 +182,17 @@ async def change_price(
 async def adjust_stock(
     product_id: ProductId,
     body: AdjustStockRequest,
-    response: Response,
     handlers: Handlers,
     context: Context,
-) -> StockAdjusted:
+) -> Response:
     result = await handlers.adjust_stock(
         AdjustStock(product_id, body.quantity_change, body.reason), context
     )
-    response.headers["ETag"] = f'"{result.product.version}"'
-    return StockAdjusted(
-        id=result.product.id, version=result.product.version, stock=result.product.stock
+    product = result.product
+    return _json(
+        200,
+        {"id": str(product.id), "version": product.version, "stock": product.stock},
+        {"ETag": f'"{product.version}"'},
     )
 
 
@@ -201,11 +204,10 @@ async def adjust_stock(
 )
 async def discontinue(
     product_id: ProductId,
-    response: Response,
     handlers: Handlers,
     context: Context,
     body: Annotated[DiscontinueRequest | None, Body()] = None,
-) -> CommandAccepted:
+) -> Response:
     reason = body.reason if body else None
     result = await handlers.discontinue(Discontinue(product_id, reason), context)
-    return _accepted(result, response)
+    return _accepted(result)
