@@ -261,7 +261,10 @@ def relay_stage(ctx: Context) -> dict[str, float]:
             topic = f"bench.{ctx.run_id}.relay.{rep}"
             asyncio.run(kafka.create_topic(ctx.bootstrap, topic))
             service = relay(f"relay-{rep}", COMMAND_EVENTS_TOPIC=topic)
-            sampler = Sampler("relay", service.pid) if rep == 0 else None
+            sampler = None
+            if rep == 0:  # sample the publishing, not the imports of its start
+                service.wait_for_log("relay is the leader", 90)
+                sampler = Sampler("relay", service.pid)
             CPU.start()
             split = CpuByPart()
             try:

@@ -13,8 +13,9 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -22,6 +23,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from command_service.adapters.postgres import OUTBOX_CHANNEL, init_connection
 from service_runtime.faults import RELAY_AFTER_ACK, crash_point
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +218,8 @@ class OutboxRelay:
         """Publish the oldest unpublished rows; mark them once Kafka acknowledged all of them."""
         rows = await self._fetch(conn, [])
         if rows:
-            await self._complete(conn, rows, await self._send(producer, rows))
+            await self._acknowledged(await self._send(producer, rows))
+            await self._mark(conn, rows)
         return len(rows)
 
     async def publish_backlog(
@@ -223,19 +227,35 @@ class OutboxRelay:
     ) -> int:
         """Publish batch after batch for up to `budget` seconds; returns the rows published.
 
-        The next batch is read while Kafka acknowledges the current one, so PostgreSQL's part
-        overlaps the broker's instead of adding to it. Nothing else changes: a batch is sent
-        only once the previous one is acknowledged and marked, in id order, and every row is
-        marked only after Kafka acknowledged it.
+        PostgreSQL's part of a batch runs while this process and the broker do theirs: the next
+        batch is read while Kafka acknowledges this one, and this one is marked while the next
+        is handed to the producer and acknowledged. What keeps the order and the guarantee: a
+        batch is sent only once every row before it is acknowledged (so the topic holds the rows
+        in id order), and a row is marked only after Kafka acknowledged it (a crash in between
+        republishes, never loses). The connection runs one statement at a time.
         """
         deadline = time.monotonic() + budget
         rows = await self._fetch(conn, [])
+        if not rows:
+            return 0
+        acks = await self._send(producer, rows)
         total = 0
         while rows:
-            acks = await self._send(producer, rows)
-            full = len(rows) == self._config.batch_size and time.monotonic() < deadline
-            following = await self._fetch(conn, [row["id"] for row in rows]) if full else []
-            await self._complete(conn, rows, acks)
+            following: list[asyncpg.Record] = []
+            if len(rows) == self._config.batch_size and time.monotonic() < deadline:
+                reading = await _started(self._fetch(conn, [row["id"] for row in rows]))
+                try:
+                    await self._acknowledged(acks)
+                finally:
+                    following = await reading
+            else:
+                await self._acknowledged(acks)
+            marking = await _started(self._mark(conn, rows))
+            try:
+                if following:
+                    acks = await self._send(producer, following)
+            finally:
+                await marking
             total += len(rows)
             rows = following
         return total
@@ -277,15 +297,13 @@ class OutboxRelay:
             )
         return futures
 
-    async def _complete(
-        self,
-        conn: asyncpg.Connection,
-        rows: list[asyncpg.Record],
-        acks: list[asyncio.Future[object]],
-    ) -> None:
-        """Wait for every acknowledgement of a batch, then mark its rows and count them."""
+    async def _acknowledged(self, acks: list[asyncio.Future[object]]) -> None:
+        """Wait until Kafka acknowledged every row of a batch."""
         await asyncio.gather(*acks)
         crash_point(RELAY_AFTER_ACK)
+
+    async def _mark(self, conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> None:
+        """Mark an acknowledged batch published and count it."""
         await self._mark_published(conn, [row["id"] for row in rows])
         self._metrics.batch_size.observe(len(rows))
         now = time.time()
@@ -340,6 +358,13 @@ class OutboxRelay:
         if expired:
             log.info("purged %d expired idempotency keys", expired)
         return total
+
+
+async def _started(work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    """Run `work` as a task and let it reach its first wait (its statement is on the wire)."""
+    task = asyncio.ensure_future(work)
+    await asyncio.sleep(0)
+    return task
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
