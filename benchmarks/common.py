@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -72,12 +73,28 @@ def stack_env() -> dict[str, str]:
 
 
 def stack_dir() -> Path:
-    return Path(os.environ.get("STACK_DIR", REPO / ".run")).resolve()
+    """The benchmark's own local stack: `make up`'s, fresh for every run, on other ports."""
+    return OUT_DIR / "stack"
+
+
+def _stack_environ() -> dict[str, str]:
+    env = {**os.environ, "STACK_DIR": str(stack_dir()), "STACK_PORT_OFFSET": "10000"}
+    env.pop("STACK_FAULT_INJECTION", None)
+    for variable in (  # a shell that sourced another stack's stack.env must not leak it in
+        "DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL",
+        "STACK_DATABASE_URL", "STACK_KAFKA_BOOTSTRAP_SERVERS", "STACK_MONGODB_URL",
+    ):  # fmt: skip
+        env.pop(variable, None)
+    if os.environ.get("BENCH_MONGODB_URL"):  # a real MongoDB for the read side
+        env["STACK_MONGODB_URL"] = os.environ["BENCH_MONGODB_URL"]
+    return env
 
 
 def stackctl(*args: str, check: bool = True) -> int:
-    """Run stackctl on this stack (STACK_DIR is inherited)."""
-    result = subprocess.run([str(STACKCTL), *args], capture_output=True, text=True)
+    """Run stackctl on the benchmark's stack."""
+    result = subprocess.run(
+        [str(STACKCTL), *args], capture_output=True, text=True, env=_stack_environ()
+    )
     if check and result.returncode != 0:
         raise RuntimeError(f"stackctl {' '.join(args)} failed: {result.stdout}{result.stderr}")
     return result.returncode
@@ -85,15 +102,37 @@ def stackctl(*args: str, check: bool = True) -> int:
 
 def stack_status() -> str:
     """`stackctl status`: a line per part with its state and pid."""
-    return subprocess.run([str(STACKCTL), "status"], capture_output=True, text=True).stdout
+    env = _stack_environ()
+    return subprocess.run([str(STACKCTL), "status"], capture_output=True, text=True, env=env).stdout
 
 
-def ensure_stack() -> None:
-    """Start the stack like `make up` unless it answers already."""
-    if stackctl("status", check=False) == 0:
+def fresh_stack(*, reuse: bool = False) -> None:
+    """A new stack for this run: the same parts and settings as `make up`, and no data.
+
+    Every run starts from the same state (the sizes the stages create, nothing left from a
+    run before), and the developer's own stack and its data are left alone. With `reuse`, the
+    last run's stack starts again with its data. BENCH_MONGODB_URL, when set, points the read
+    side at that server (a real MongoDB) instead of FerretDB.
+    """
+    directory = stack_dir()
+    if reuse and (directory / "stack.json").exists():
+        say(f"starting the benchmark's stack of the last run in {directory}")
+        subprocess.run([str(STACKCTL), "up"], check=True, env=_stack_environ())
         return
-    say("the stack is not (fully) running: stackctl up")
-    subprocess.run([str(STACKCTL), "up"], check=True)
+    if directory.exists():
+        stackctl("down", check=False)
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    for path in (directory, *directory.parents):  # the postgres user walks down to its cluster
+        if path == REPO.parent:
+            break
+        path.chmod(path.stat().st_mode | 0o755)
+    say(f"starting the benchmark's own stack in {directory}")
+    subprocess.run([str(STACKCTL), "up"], check=True, env=_stack_environ())
+
+
+def stop_stack() -> None:
+    stackctl("down", check=False)
 
 
 def median(values: Sequence[float]) -> float:

@@ -149,14 +149,25 @@ PARTS = (
     ("relay", ("command-service", "relay")),
     ("projector", ("projector", "run")),
     ("query-service", ("query-service", "serve")),
-    ("postgres: write model", ("postgres:", " catalog ")),
-    ("postgres: FerretDB's store", ("postgres:", " ferretdb ")),
-    ("postgres: background", ("postgres:",)),
+    ("ferretdb", ("ferretdb", "-listen-addr")),
     ("kafka", ("java", "kafka")),
-    ("ferretdb", ("ferretdb",)),
     ("gateway (nginx)", ("nginx",)),
+    # a backend's title: `postgres: USER DATABASE HOST STATE`
+    ("postgres: write model", ("postgres: ", "postgres: catalog catalog ")),
+    ("postgres: FerretDB's store", ("postgres: ", "postgres: catalog ferretdb ")),
+    ("postgres: background", ("postgres: ",)),
 )
 TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _part(cmdline: str) -> str | None:
+    """The part a command line belongs to; PostgreSQL backends title themselves `postgres: `."""
+    for label, needles in PARTS:
+        if needles[0] == "postgres: " and not cmdline.startswith(needles[0]):
+            continue
+        if all(needle in cmdline for needle in needles):
+            return label
+    return None
 
 
 def _process_ticks() -> dict[int, tuple[str, int]]:
@@ -172,7 +183,7 @@ def _process_ticks() -> dict[int, tuple[str, int]]:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue  # gone meanwhile
-        label = next((name for name, parts in PARTS if all(p in cmdline for p in parts)), None)
+        label = _part(cmdline)
         if label is not None:
             found[int(entry.name)] = (label, int(fields[11]) + int(fields[12]))
     return found

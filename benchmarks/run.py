@@ -16,7 +16,17 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks import kafka, report, stages
-from benchmarks.common import CPU, OUT_DIR, Sizes, ensure_stack, machine, say, stack_env, stackctl
+from benchmarks.common import (
+    CPU,
+    OUT_DIR,
+    Sizes,
+    fresh_stack,
+    machine,
+    say,
+    stack_env,
+    stackctl,
+    stop_stack,
+)
 
 
 def read_model_backend(url: str) -> str:
@@ -63,7 +73,9 @@ def main() -> None:
     started = time.monotonic()
     sizes = Sizes.from_env()
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    ensure_stack()
+    chosen = [x for x in os.environ.get("BENCH_STAGES", "").split(",") if x]
+    # A partial run measures on the data the last run left; a whole run starts empty.
+    fresh_stack(reuse=bool(chosen))
     ctx = stages.Context(stack_env(), sizes)
     say(f"profile {'quick' if sizes.quick else 'full'}; run {ctx.run_id}; results in {OUT_DIR}")
     results: dict[str, Any] = {}
@@ -75,7 +87,6 @@ def main() -> None:
         ("e2e", stages.e2e_stage),
         ("single_model", stages.single_model_stage),
     ]
-    chosen = [x for x in os.environ.get("BENCH_STAGES", "").split(",") if x]
     if chosen:
         # Re-run some stages; the others keep the figures of the last run.
         plan = [(name, stage) for name, stage in plan if name in chosen]
@@ -100,9 +111,8 @@ def main() -> None:
                 stages.drain(ctx)
     finally:
         stages.live_stop(ctx, "relay", "projector")
-        for name in ("relay", "projector"):
-            stackctl("start", name, check=False)
         asyncio.run(kafka.delete_topics(ctx.bootstrap, f"bench.{ctx.run_id}."))
+        stop_stack()  # its data stays for a partial run (BENCH_STAGES=...) until the next run
     for section, keys in KEYS.items():  # every key, null where a stage did not finish
         results[section] = {key: results.get(section, {}).get(key) for key in keys}
     results["machine"] = machine()

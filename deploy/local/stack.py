@@ -199,6 +199,9 @@ def load_stack() -> Stack:
                 break
     ports: dict[str, int] = dict(saved)  # a stack from an older layout keeps its ports
     taken: set[int] = set(saved.values())
+    # A second stack beside the default one (the benchmark's) starts its search elsewhere, so
+    # neither takes the other's usual ports while it happens to be down.
+    offset = int(os.environ.get("STACK_PORT_OFFSET", "0"))
     for name, default in DEFAULT_PORTS.items():
         variable = f"STACK_PORT_{name.upper()}"
         if name in ports:
@@ -208,7 +211,7 @@ def load_stack() -> Stack:
             if not port_free(port):
                 raise StackError(f"port {port} ({variable}) is in use; choose another")
         else:
-            port = default
+            port = default + offset
             # Detect a clash with something already listening and move past it.
             while port in taken or not port_free(port):
                 port += 1
