@@ -77,6 +77,7 @@ def main() -> None:
     # A partial run measures on the data the last run left; a whole run starts empty.
     fresh_stack(reuse=bool(chosen))
     ctx = stages.Context(stack_env(), sizes)
+    backend = read_model_backend(ctx.mongo)
     say(f"profile {'quick' if sizes.quick else 'full'}; run {ctx.run_id}; results in {OUT_DIR}")
     results: dict[str, Any] = {}
     plan: list[tuple[str, Callable[[stages.Context], dict[str, float]]]] = [
@@ -117,6 +118,6 @@ def main() -> None:
         results[section] = {key: results.get(section, {}).get(key) for key in keys}
     results["machine"] = machine()
     results["cpu_busy_pct"] = round(CPU.pct, 1)
-    report.write(OUT_DIR, results, ctx.notes, read_model_backend(ctx.mongo), sizes.quick)
+    report.write(OUT_DIR, results, ctx.notes, backend, sizes.quick)
     print((OUT_DIR / "report.md").read_text())
     say(f"done in {(time.monotonic() - started) / 60:.1f} min: {OUT_DIR / 'report.md'}")

@@ -19,7 +19,10 @@ class QuerySettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(18002, ge=1, le=65535)
     min_version_wait_seconds: float = Field(3.0, gt=0, le=30)
-    min_version_poll_seconds: float = Field(0.02, gt=0, le=1)
+    # A waiting read re-reads its document after 10 ms, then 25% later each time, up to every
+    # 100 ms: a lagging projector is not made slower still by a storm of re-reads.
+    min_version_poll_seconds: float = Field(0.01, gt=0, le=1)
+    min_version_poll_max_seconds: float = Field(0.1, gt=0, le=5)
     max_pool_size: int = Field(50, ge=1)
     # How stale this replica's view of the live read-model generation may be after a rebuild.
     generation_refresh_seconds: float = Field(1.0, gt=0, le=60)

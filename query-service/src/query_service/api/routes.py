@@ -171,6 +171,7 @@ async def get_product(
     if min_version is not None:
         wait = min(settings.min_version_wait_seconds, _preferred_wait(prefer))
         deadline = time.monotonic() + wait
+        pause = settings.min_version_poll_seconds
         while document is None or document["version"] < min_version:
             if time.monotonic() >= deadline:
                 current = None if document is None else document["version"]
@@ -184,7 +185,8 @@ async def get_product(
                     ),
                     {"Retry-After": "1"},
                 )
-            await asyncio.sleep(settings.min_version_poll_seconds)
+            await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 1.25, settings.min_version_poll_max_seconds)
             document = await read_model.get(key)
     if document is None:
         return problem_response(
