@@ -68,6 +68,7 @@ async def run_projector(settings: ProjectorSettings) -> None:
         dead_letter_topic=settings.dead_letter_topic,
         batch_size=settings.batch_size,
         category_refresh_seconds=settings.category_refresh_seconds,
+        category_refresh_share=settings.category_refresh_share,
     )
     projector = Projector(config, consumer, dead_letters, writer, ProjectorMetrics(registry))
     try:

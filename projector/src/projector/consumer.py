@@ -36,6 +36,7 @@ class ConsumerConfig:
     stall_check_seconds: float = 5.0
     stall_seconds: float = 30.0
     category_refresh_seconds: float = 1.0
+    category_refresh_share: float = 0.25
 
 
 class ProjectorStalled(Exception):
@@ -83,16 +84,20 @@ class Projector:
                 await refresher
 
     async def _refresh_categories(self, stop: asyncio.Event) -> None:
+        share = self._config.category_refresh_share
+        pause = self._config.category_refresh_seconds
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._config.category_refresh_seconds)
+                await asyncio.wait_for(stop.wait(), pause)
+            started = time.perf_counter()
             try:
-                started = time.perf_counter()
                 if refreshed := await self._writer.refresh_categories():
                     self._metrics.category_refresh_seconds.observe(time.perf_counter() - started)
                     self._metrics.categories_refreshed.inc(refreshed)
             except ReadModelUnavailable as exc:
                 log.warning("category refresh failed (%s); the marks stay for the next", exc)
+            took = time.perf_counter() - started
+            pause = max(self._config.category_refresh_seconds, took * (1 - share) / share)
 
     async def _consume(self, stop: asyncio.Event) -> None:
         progress = time.monotonic()

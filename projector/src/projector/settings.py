@@ -35,6 +35,10 @@ class ProjectorSettings(BaseSettings):
     # How often marked categories get fresh figures: their staleness bound, and the cost of a
     # steady trickle of events (one aggregation per category per refresh, not per batch).
     category_refresh_seconds: float = Field(1.0, gt=0, le=60)
+    # The largest share of the time refreshes may take: after a refresh that took T seconds the
+    # next waits at least T * (1 - share) / share, so a slow store (FerretDB sums a category by
+    # reading every document in it) is not kept busy with refreshes while batches wait.
+    category_refresh_share: float = Field(0.25, gt=0, le=1)
     host: str = "127.0.0.1"
     metrics_port: int = Field(18012, ge=0, le=65535)
 
