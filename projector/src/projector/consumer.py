@@ -39,6 +39,12 @@ class ConsumerConfig:
     category_refresh_share: float = 0.25
 
 
+def refresh_pause(took: float, minimum: float, share: float) -> float:
+    """The wait before the next category refresh: at least `minimum`, and long enough that
+    refreshes taking `took` seconds each fill at most `share` of the time."""
+    return max(minimum, took * (1 - share) / share)
+
+
 class ProjectorStalled(Exception):
     """Messages are waiting and none arrive: this consumer should be replaced."""
 
@@ -97,7 +103,7 @@ class Projector:
             except ReadModelUnavailable as exc:
                 log.warning("category refresh failed (%s); the marks stay for the next", exc)
             took = time.perf_counter() - started
-            pause = max(self._config.category_refresh_seconds, took * (1 - share) / share)
+            pause = refresh_pause(took, self._config.category_refresh_seconds, share)
 
     async def _consume(self, stop: asyncio.Event) -> None:
         progress = time.monotonic()
