@@ -32,6 +32,7 @@ def create_app(settings: QuerySettings | None = None) -> FastAPI:
             appname="catalog-query",
             maxPoolSize=settings.max_pool_size,
             serverSelectionTimeoutMS=2000,
+            timeoutMS=settings.mongodb_timeout_ms,
             tz_aware=True,
         )
         app.state.settings = settings

@@ -24,5 +24,9 @@ class QuerySettings(BaseSettings):
     min_version_poll_seconds: float = Field(0.01, gt=0, le=1)
     min_version_poll_max_seconds: float = Field(0.1, gt=0, le=5)
     max_pool_size: int = Field(50, ge=1)
+    # Every read-model operation ends within this time (PyMongo's timeoutMS: the server is
+    # told with maxTimeMS, and the client stops waiting); past it the answer is a 503. A read
+    # nobody waits for any more must not keep the store busy, nor a silent link hang a request.
+    mongodb_timeout_ms: int = Field(5_000, ge=100, le=60_000)
     # How stale this replica's view of the live read-model generation may be after a rebuild.
     generation_refresh_seconds: float = Field(1.0, gt=0, le=60)
