@@ -49,6 +49,8 @@ CONTROLLABLE = (*NAMES, MONGO_STORE, TOXIPROXY)
 # the write model sees the connections of one instance with the default pool.
 SERVICES = ("command", "command-2", "relay", "projector", "query")
 COMMAND_POOL_PER_INSTANCE = 10
+# `stackctl stop command` (start, kill, restart) acts on the command service: both processes.
+PART_PROCESSES = {"command": ("command", "command-2")}
 EVENTS_TOPIC_DEFAULT = "catalog.products.v1"
 
 # Defaults stay clear of 5432, 9092, 27017 and 8080, which a developer machine may be using,
@@ -938,16 +940,20 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if not supervisord_running(stack):
                 raise StackError("stack is not running; run `stackctl up` first")
+            names = PART_PROCESSES.get(args.name, (args.name,))
             if args.action == "kill":
-                ctl(stack, "signal", "KILL", args.name)
+                ctl(stack, "signal", "KILL", *names)
             elif args.action == "start":
-                start_part(stack, args.name)  # already running (e.g. restarted) is fine
-                wait_healthy(stack, args.name)
+                for name in names:
+                    start_part(stack, name)  # already running (e.g. restarted) is fine
+                for name in names:
+                    wait_healthy(stack, name)
             elif args.action == "restart":
-                ctl(stack, args.action, args.name)
-                wait_healthy(stack, args.name)
+                ctl(stack, args.action, *names)
+                for name in names:
+                    wait_healthy(stack, name)
             else:
-                ctl(stack, args.action, args.name)
+                ctl(stack, args.action, *names)
             say(f"{args.action} {args.name}: done")
     except StackError as exc:
         say(f"error: {exc}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -198,3 +199,23 @@ def test_concurrent_adjustments_through_the_gateway_never_oversell(infra: Infra)
     with httpx.Client(base_url=infra.gateway_url, timeout=15) as client:
         final = client.get(f"/api/v1/products/{pid}", params={"min_version": 21})
     assert (final.json()["stock"], final.json()["version"]) == (0, 21)
+
+
+def test_stopping_the_command_service_stops_all_its_processes(
+    client: httpx.Client, infra: Infra
+) -> None:
+    body = {"name": "while down", "category": "stops", "price": "1.00", "stock": 1}
+    infra.stackctl("stop", "command")
+    try:
+        # More requests than the gateway has command processes: none may find one running.
+        for _ in range(4):
+            response = client.post("/api/v1/products", json=body)
+            assert response.status_code == 503, response.text
+            assert response.headers["content-type"] == PROBLEM
+    finally:
+        infra.stackctl("start", "command")
+    deadline = time.monotonic() + 30  # the gateway retries a failed upstream after 10 s
+    while (status := client.post("/api/v1/products", json=body).status_code) != 201:
+        assert status == 503, status
+        assert time.monotonic() < deadline, "commands still refused 30 s after the start"
+        time.sleep(0.5)
