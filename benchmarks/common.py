@@ -259,14 +259,19 @@ class Service:
         return self._process.poll() is None
 
     def stop(self) -> None:
-        if self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
-            try:
-                self._process.wait(20)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        end_process(self._process, signal.SIGTERM, 20)
         self._log.close()
+
+
+def end_process(process: subprocess.Popen[bytes], sig: signal.Signals, grace: float) -> None:
+    """Send `sig` and wait up to `grace` seconds for the process to exit, then kill it."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def relay(name: str, **overrides: str) -> Service:

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import OUT_DIR, VENV_BIN
+from benchmarks.common import OUT_DIR, VENV_BIN, end_process
 
 PROFILE_DIR = OUT_DIR / "profiles"
 RATE = 100  # samples per second
@@ -85,13 +85,7 @@ class Sampler:
         )
 
     def stop(self) -> Profile:
-        if self._process.poll() is None:
-            self._process.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
-            try:
-                self._process.wait(30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        end_process(self._process, signal.SIGINT, 30)  # py-spy writes its file on Ctrl-C
         self._log.close()
         profile = summarize(self.name, self.raw)
         write(profile)
