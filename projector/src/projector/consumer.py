@@ -41,8 +41,9 @@ class ConsumerConfig:
 
 def refresh_pause(took: float, minimum: float, share: float) -> float:
     """The wait before the next category refresh: at least `minimum`, and long enough that
-    refreshes taking `took` seconds each fill at most `share` of the time."""
-    return max(minimum, took * (1 - share) / share)
+    refreshes taking `took` seconds each fill at most `share` of the time, but never more than
+    ten intervals (a refresh slowed by an outage must not leave categories stale for long)."""
+    return min(max(minimum, took * (1 - share) / share), 10 * minimum)
 
 
 class ProjectorStalled(Exception):
@@ -96,14 +97,15 @@ class Projector:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), pause)
             started = time.perf_counter()
+            pause = self._config.category_refresh_seconds
             try:
                 if refreshed := await self._writer.refresh_categories():
-                    self._metrics.category_refresh_seconds.observe(time.perf_counter() - started)
+                    took = time.perf_counter() - started
+                    self._metrics.category_refresh_seconds.observe(took)
                     self._metrics.categories_refreshed.inc(refreshed)
+                    pause = refresh_pause(took, pause, share)
             except ReadModelUnavailable as exc:
                 log.warning("category refresh failed (%s); the marks stay for the next", exc)
-            took = time.perf_counter() - started
-            pause = refresh_pause(took, self._config.category_refresh_seconds, share)
 
     async def _consume(self, stop: asyncio.Event) -> None:
         progress = time.monotonic()
