@@ -225,16 +225,10 @@ class ReadModelWriter:
         refresh instead of one per batch."""
         generation = generation or await self._generation()
         collection = self._db[generation.categories]
-        limit = asyncio.Semaphore(self._concurrency)
-
-        async def mark(name: str) -> None:
-            async with limit:
-                await collection.update_one(
-                    {"_id": name}, {"$inc": {"_seq": 1}, "$set": {"_dirty": True}}, upsert=True
-                )
-
-        # Concurrently: one round trip per category in a row was most of a small batch's time.
-        await asyncio.gather(*(mark(name) for name in sorted(set(categories))))
+        for name in sorted(set(categories)):
+            await collection.update_one(
+                {"_id": name}, {"$inc": {"_seq": 1}, "$set": {"_dirty": True}}, upsert=True
+            )
 
     async def refresh_categories(self, generation: Generation | None = None) -> int:
         """Set each marked category to what its active product documents aggregate to.
