@@ -36,9 +36,17 @@ status: ## Show the state of every part of the stack
 test: sync lint typecheck ## Lint, typecheck, then the whole suite (starts its own stack on free ports)
 	$(PYTEST) tests
 
+# Tests that need no server: the domain, the contracts, both APIs in process over fakes, the
+# stack's table of parts. The no_network plugin makes any connection attempt fail the test.
+SERVER_FREE_TESTS := tests/unit tests/contract tests/api
+
+.PHONY: test-fast
+test-fast: sync lint typecheck ## Lint, typecheck and every server-free test (no network, well under a minute)
+	PYTHONPATH=. $(PYTEST) -p tests.fixtures.no_network $(SERVER_FREE_TESTS)
+
 .PHONY: test-unit
-test-unit: sync ## Unit and contract tests only (no servers)
-	$(PYTEST) tests/unit tests/contract
+test-unit: sync ## Server-free tests only, without lint and typecheck
+	PYTHONPATH=. $(PYTEST) -p tests.fixtures.no_network $(SERVER_FREE_TESTS)
 
 .PHONY: k8s-validate
 k8s-validate: sync ## Render the Kubernetes overlays; check them, compose and the Dockerfiles offline

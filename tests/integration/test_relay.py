@@ -76,7 +76,7 @@ async def test_relay_publishes_every_event_in_order_keyed_by_product(
             CreateProduct(name=f"p{i}", description=None, category="c", price="1.00", stock=10),
             RequestContext(),
         )
-        ids.append(created.product.id)  # type: ignore[union-attr]
+        ids.append(created.outcome.product_id)
     for product_id in ids:
         await handlers.adjust_stock(AdjustStock(product_id, -1), RequestContext())
         await handlers.change_price(ChangePrice(product_id, "2.50"), RequestContext())

@@ -38,7 +38,7 @@ async def create(pool: asyncpg.Pool, name: str) -> str:
     result = await CommandHandlers(UnitOfWorkFactory(pool)).create_product(
         product(name), RequestContext()
     )
-    return str(result.product.id)  # type: ignore[union-attr]
+    return str(result.outcome.product_id)
 
 
 def names_on(records: list) -> list[str]:  # type: ignore[type-arg]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 
 import asyncpg
 import pytest
@@ -29,11 +30,11 @@ def laptop(stock: int = 5) -> CreateProduct:
 async def test_create_writes_row_and_outbox_event_in_one_transaction(pg_pool: asyncpg.Pool) -> None:
     handlers = CommandHandlers(UnitOfWorkFactory(pg_pool))
     result = await handlers.create_product(laptop(), RequestContext(correlation_id="c-1"))
-    product = result.product  # type: ignore[union-attr]
+    product_id = result.outcome.product_id
     async with pg_pool.acquire() as conn:
-        row = await conn.fetchrow("SELECT * FROM products WHERE id = $1", product.id)
-        outbox = await conn.fetch("SELECT * FROM outbox WHERE aggregate_id = $1", product.id)
-    assert row["price"] == product.price
+        row = await conn.fetchrow("SELECT * FROM products WHERE id = $1", product_id)
+        outbox = await conn.fetch("SELECT * FROM outbox WHERE aggregate_id = $1", product_id)
+    assert row["price"] == Decimal("999.99")
     assert row["version"] == 1
     assert len(outbox) == 1
     payload = outbox[0]["payload"]
@@ -48,7 +49,7 @@ async def test_create_writes_row_and_outbox_event_in_one_transaction(pg_pool: as
 async def test_rejected_command_leaves_no_row_and_no_event(pg_pool: asyncpg.Pool) -> None:
     handlers = CommandHandlers(UnitOfWorkFactory(pg_pool))
     created = await handlers.create_product(laptop(stock=1), RequestContext())
-    product_id = created.product.id  # type: ignore[union-attr]
+    product_id = created.outcome.product_id
     with pytest.raises(InsufficientStock):
         await handlers.adjust_stock(AdjustStock(product_id, -2), RequestContext())
     with pytest.raises(InvalidValue):
@@ -65,7 +66,7 @@ async def test_rejected_command_leaves_no_row_and_no_event(pg_pool: asyncpg.Pool
 async def test_concurrent_adjustments_never_oversell(pg_pool: asyncpg.Pool) -> None:
     handlers = CommandHandlers(UnitOfWorkFactory(pg_pool))
     created = await handlers.create_product(laptop(stock=20), RequestContext())
-    product_id = created.product.id  # type: ignore[union-attr]
+    product_id = created.outcome.product_id
 
     async def take_one() -> bool:
         try:

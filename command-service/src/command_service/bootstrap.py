@@ -1,7 +1,12 @@
-"""Composition root of the command-service process: settings, pool, handlers, app."""
+"""Composition root of the command-service process: settings, pool, handlers, app.
+
+The only module that picks the asyncpg adapters; `create_app(uow_factory=...)` takes another
+implementation of the ports instead (the in-memory fakes of the in-process API tests).
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -9,37 +14,43 @@ from datetime import timedelta
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from command_service.adapters.postgres import UnitOfWorkFactory, connection, create_pool
+from command_service.adapters.postgres import UnitOfWorkFactory as PostgresUnitOfWorkFactory
+from command_service.adapters.postgres import create_pool
 from command_service.api.errors import install_error_handlers
 from command_service.api.routes import router
 from command_service.handlers import CommandHandlers
 from command_service.metrics import CommandMetrics
+from command_service.ports import UnitOfWorkFactory
 from command_service.settings import CommandSettings
 from service_runtime.health import health_router
 from service_runtime.middleware import BodyLimitMiddleware, HttpMetrics, MetricsMiddleware
 
 
-def create_app(settings: CommandSettings | None = None) -> FastAPI:
-    """The command API; its pool opens on startup and closes on shutdown."""
+def create_app(
+    settings: CommandSettings | None = None, *, uow_factory: UnitOfWorkFactory | None = None
+) -> FastAPI:
+    """The command API; its pool (unless `uow_factory` is given) opens on startup."""
     settings = settings or CommandSettings()
     registry = CollectorRegistry()
     command_metrics = CommandMetrics(registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await create_pool(
-            settings.dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size
-        )
-        app.state.pool = pool
-        app.state.handlers = CommandHandlers(
-            UnitOfWorkFactory(pool),
-            idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
-            metrics=command_metrics,
-        )
-        try:
+        async with contextlib.AsyncExitStack() as resources:
+            units = uow_factory
+            if units is None:
+                pool = await create_pool(
+                    settings.dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size
+                )
+                resources.push_async_callback(pool.close)
+                units = PostgresUnitOfWorkFactory(pool)
+            app.state.uow_factory = units
+            app.state.handlers = CommandHandlers(
+                units,
+                idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
+                metrics=command_metrics,
+            )
             yield
-        finally:
-            await pool.close()
 
     app = FastAPI(
         title="Catalog command API",
@@ -49,8 +60,7 @@ def create_app(settings: CommandSettings | None = None) -> FastAPI:
     )
 
     async def database_answers() -> None:
-        async with connection(app.state.pool) as conn:
-            await conn.fetchval("SELECT 1")
+        await app.state.uow_factory.ping()
 
     install_error_handlers(app)
     app.include_router(router)

@@ -1,22 +1,23 @@
 """Command handlers: load the aggregate, apply the change, record its event in the outbox.
 
-Handlers never commit: the unit of work commits the row change and its outbox row together.
+Handlers depend on the ports (`command_service.ports`), never on a driver, and never commit:
+the unit of work commits the row change, its outbox row and the idempotency record together.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 import orjson
 from uuid6 import uuid7
 
 from catalog_contracts.events import CURRENT_SCHEMA_VERSION, EVENT_MODELS, ProductEvent
-from command_service.adapters.postgres import UnitOfWork
 from command_service.domain.errors import (
     IdempotencyKeyInFlight,
     IdempotencyKeyReused,
@@ -25,6 +26,13 @@ from command_service.domain.errors import (
 )
 from command_service.domain.model import DetailField, PendingEvent, Product
 from command_service.metrics import CommandMetrics
+from command_service.ports import (
+    CommandName,
+    IdempotencyRecord,
+    Outcome,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +43,10 @@ class RequestContext:
     causation_id: str | None = None
     traceparent: str | None = None
     expected_version: int | None = None
+    # A retried request with the same key (from the same caller) replays the first outcome.
+    idempotency_key: str | None = None
+    # Who asks; idempotency keys are scoped to it ("" until requests are authenticated).
+    caller: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,28 +85,28 @@ class Discontinue:
 
 @dataclass(frozen=True, slots=True)
 class CommandResult:
-    """Outcome of an accepted command."""
+    """Outcome of an accepted command, and the events it recorded (none when replayed)."""
 
-    product: Product
+    outcome: Outcome
     events: list[ProductEvent] = field(default_factory=list)
+    replayed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class StoredResponse:
-    """A first response replayed for a repeated Idempotency-Key."""
-
-    status: int
-    body: Any
-    headers: dict[str, str]
+Command = CreateProduct | UpdateDetails | ChangePrice | AdjustStock | Discontinue
 
 
-class UnitOfWorkFactory(Protocol):
-    def __call__(self) -> UnitOfWork: ...
+def request_fingerprint(command: Command) -> str:
+    """A stable hash of a command, to tell a retried request from a reused key."""
+    payload = {"command": type(command).__name__, **asdict(command)}
+    return hashlib.sha256(
+        orjson.dumps(payload, default=_plain, option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
 
 
-def request_fingerprint(payload: Any) -> str:
-    """A stable hash of a request body, to tell a replay from a reused key."""
-    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+def _plain(value: object) -> object:
+    if isinstance(value, Decimal | UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not part of a command")
 
 
 class CommandHandlers:
@@ -116,29 +128,11 @@ class CommandHandlers:
         self._new_id = new_id
 
     async def create_product(
-        self,
-        command: CreateProduct,
-        context: RequestContext,
-        *,
-        idempotency_key: str | None = None,
-        request_hash: str | None = None,
-        respond: Callable[[CommandResult], StoredResponse] | None = None,
-    ) -> CommandResult | StoredResponse:
-        """Create a product; with an idempotency key, a repeat replays the stored response."""
-        async with self._metrics.observe("create_product") as outcome, self._uow() as uow:
-            if idempotency_key is not None:
-                if not await uow.idempotency.try_lock(idempotency_key):
-                    raise IdempotencyKeyInFlight(idempotency_key)
-                stored = await uow.idempotency.find(idempotency_key)
-                if stored is not None:
-                    if stored["request_hash"] != request_hash:
-                        raise IdempotencyKeyReused(idempotency_key)
-                    outcome["outcome"] = "replayed"
-                    return StoredResponse(
-                        stored["response_status"],
-                        stored["response_body"],
-                        dict(stored["response_headers"]),
-                    )
+        self, command: CreateProduct, context: RequestContext
+    ) -> CommandResult:
+        """Create a product."""
+
+        async def create(uow: UnitOfWork) -> CommandResult:
             product, pending = Product.create(
                 product_id=self._new_id(),
                 name=command.name,
@@ -151,24 +145,16 @@ class CommandHandlers:
             await uow.products.add(product)
             event = self._envelope(product, pending, context)
             await uow.outbox.append(event, traceparent=context.traceparent)
-            result = CommandResult(product, [event])
-            if idempotency_key is not None and respond is not None:
-                response = respond(result)
-                await uow.idempotency.save(
-                    idempotency_key,
-                    request_hash=request_hash or "",
-                    status=response.status,
-                    body=response.body,
-                    headers=response.headers,
-                    ttl=self._ttl,
-                )
-            return result
+            return CommandResult(_outcome("create_product", product, created=True), [event])
+
+        return await self._execute("create_product", command, context, create)
 
     async def update_details(
         self, command: UpdateDetails, context: RequestContext
     ) -> CommandResult:
         return await self._change(
             "update_details",
+            command,
             command.product_id,
             context,
             lambda p, now: p.update_details(command.changes, now=now),
@@ -177,6 +163,7 @@ class CommandHandlers:
     async def change_price(self, command: ChangePrice, context: RequestContext) -> CommandResult:
         return await self._change(
             "change_price",
+            command,
             command.product_id,
             context,
             lambda p, now: p.change_price(command.price, now=now),
@@ -185,6 +172,7 @@ class CommandHandlers:
     async def adjust_stock(self, command: AdjustStock, context: RequestContext) -> CommandResult:
         return await self._change(
             "adjust_stock",
+            command,
             command.product_id,
             context,
             lambda p, now: p.adjust_stock(command.quantity_change, reason=command.reason, now=now),
@@ -193,6 +181,7 @@ class CommandHandlers:
     async def discontinue(self, command: Discontinue, context: RequestContext) -> CommandResult:
         return await self._change(
             "discontinue",
+            command,
             command.product_id,
             context,
             lambda p, now: p.discontinue(reason=command.reason, now=now),
@@ -200,27 +189,56 @@ class CommandHandlers:
 
     async def _change(
         self,
-        name: str,
+        name: CommandName,
+        command: Command,
         product_id: UUID,
         context: RequestContext,
         apply: Callable[[Product, datetime], tuple[Product, PendingEvent | None]],
     ) -> CommandResult:
-        async with self._metrics.observe(name) as outcome, self._uow() as uow:
+        async def change(uow: UnitOfWork) -> CommandResult:
             current = await uow.products.get_for_update(product_id)
             if current is None:
                 raise ProductNotFound(product_id)
-            if context.expected_version is not None and context.expected_version != current.version:
-                raise VersionMismatch(
-                    product_id, expected=context.expected_version, actual=current.version
-                )
+            expected = context.expected_version
+            if expected is not None and expected != current.version:
+                raise VersionMismatch(product_id, expected=expected, actual=current.version)
             product, pending = apply(current, self._clock())
             if pending is None:
-                outcome["outcome"] = "unchanged"
-                return CommandResult(current, [])
+                return CommandResult(_outcome(name, current))
             await uow.products.update(product)
             event = self._envelope(product, pending, context)
             await uow.outbox.append(event, traceparent=context.traceparent)
-            return CommandResult(product, [event])
+            return CommandResult(_outcome(name, product), [event])
+
+        return await self._execute(name, command, context, change)
+
+    async def _execute(
+        self,
+        name: CommandName,
+        command: Command,
+        context: RequestContext,
+        work: Callable[[UnitOfWork], Awaitable[CommandResult]],
+    ) -> CommandResult:
+        """Run `work` in one unit of work; with an idempotency key, a repeat replays."""
+        key = context.idempotency_key
+        async with self._metrics.observe(name) as observed, self._uow() as uow:
+            fingerprint = request_fingerprint(command) if key is not None else ""
+            if key is not None:
+                if not await uow.idempotency.try_lock(context.caller, key):
+                    raise IdempotencyKeyInFlight(key)
+                stored = await uow.idempotency.find(context.caller, key)
+                if stored is not None:
+                    if stored.request_hash != fingerprint:
+                        raise IdempotencyKeyReused(key)
+                    observed["outcome"] = "replayed"
+                    return CommandResult(stored.outcome, replayed=True)
+            result = await work(uow)
+            if not result.events:
+                observed["outcome"] = "unchanged"
+            if key is not None:
+                record = IdempotencyRecord(fingerprint, result.outcome)
+                await uow.idempotency.save(context.caller, key, record, ttl=self._ttl)
+            return result
 
     def _envelope(
         self, product: Product, pending: PendingEvent, context: RequestContext
@@ -238,3 +256,7 @@ class CommandHandlers:
             state=product.to_state(),
         )
         return event
+
+
+def _outcome(name: CommandName, product: Product, *, created: bool = False) -> Outcome:
+    return Outcome(name, product.id, product.version, product.stock, created=created)

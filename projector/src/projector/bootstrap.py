@@ -15,8 +15,14 @@ from projector.consumer import ConsumerConfig, Projector
 from projector.metrics import ProjectorMetrics
 from projector.read_models import ReadModelUnavailable, ReadModelWriter
 from projector.settings import ProjectorSettings
+from service_runtime.retry import Backoff, RetryStopped
 
 log = logging.getLogger(__name__)
+
+# The read model's store may come up after the projector: create the indexes once it answers.
+STORE_START = Backoff("creating the read model's indexes", retry_on=(ReadModelUnavailable,))
+# Kafka may come up after the projector (any error of a client's start means "not reachable").
+KAFKA_START = Backoff("connecting to Kafka", retry_on=(Exception,))
 
 
 async def run_projector(settings: ProjectorSettings) -> None:
@@ -36,16 +42,11 @@ async def run_projector(settings: ProjectorSettings) -> None:
         socketTimeoutMS=settings.mongodb_timeout_ms,
     )
     writer = ReadModelWriter(mongo[settings.mongodb_database])
-    backoff = 0.5
-    while not stop.is_set():
-        try:
-            await writer.ensure_indexes()
-            break
-        except ReadModelUnavailable as exc:
-            log.warning("read model not reachable yet (%s); retrying", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), backoff)
-            backoff = min(backoff * 2, 10)
+    try:
+        await STORE_START.call(writer.ensure_indexes, stop=stop, logger=log)
+    except RetryStopped:
+        await mongo.close()
+        return
 
     consumer = AIOKafkaConsumer(
         settings.events_topic,
@@ -72,9 +73,11 @@ async def run_projector(settings: ProjectorSettings) -> None:
     )
     projector = Projector(config, consumer, dead_letters, writer, ProjectorMetrics(registry))
     try:
-        await _start_with_retry(consumer.start, stop)
-        await _start_with_retry(dead_letters.start, stop)
+        await KAFKA_START.call(consumer.start, stop=stop, logger=log)
+        await KAFKA_START.call(dead_letters.start, stop=stop, logger=log)
         await projector.run(stop)
+    except RetryStopped:
+        pass
     finally:
         with contextlib.suppress(Exception):
             await consumer.stop()  # leaves the group so partitions move at once
@@ -82,16 +85,3 @@ async def run_projector(settings: ProjectorSettings) -> None:
             await dead_letters.stop()
         await mongo.close()
         log.info("projector stopped")
-
-
-async def _start_with_retry(start: object, stop: asyncio.Event) -> None:
-    backoff = 0.5
-    while not stop.is_set():
-        try:
-            await start()  # type: ignore[operator]
-            return
-        except Exception as exc:  # Kafka not reachable yet
-            log.warning("Kafka not reachable yet (%s); retrying in %.1fs", exc, backoff)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), backoff)
-            backoff = min(backoff * 2, 10)

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -20,8 +20,9 @@ from aiokafka.structs import OffsetAndMetadata
 from catalog_contracts.codec import EventDecodeError, decode_event
 from catalog_contracts.events import ProductEvent
 from projector.metrics import ProjectorMetrics
-from projector.read_models import ReadModelUnavailable, ReadModelWriter
+from projector.read_models import ApplyResult, ReadModelUnavailable, ReadModelWriter
 from service_runtime.faults import PROJECTOR_AFTER_APPLY, crash_point
+from service_runtime.retry import Backoff, RetryStopped
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,15 @@ def refresh_pause(took: float, minimum: float, share: float) -> float:
     refreshes taking `took` seconds each fill at most `share` of the time, but never more than
     ten intervals (a refresh slowed by an outage must not leave categories stale for long)."""
     return min(max(minimum, took * (1 - share) / share), 10 * minimum)
+
+
+# A store or dead-letter outage: the batch is retried as a whole and its offsets stay
+# uncommitted, so nothing is skipped however long the outage lasts.
+BATCH_RETRY = Backoff(
+    "applying a batch (offsets not committed)",
+    retry_on=(ReadModelUnavailable, KafkaError),
+    first_wait=0.2,
+)
 
 
 class ProjectorStalled(Exception):
@@ -75,6 +85,7 @@ class Projector:
         self._dead_letters = dead_letters
         self._writer = writer
         self._metrics = metrics
+        self._batch_retry = replace(BATCH_RETRY, max_wait=config.max_backoff)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Project until `stop` is set; the batch in hand is finished and committed first.
@@ -148,23 +159,21 @@ class Projector:
 
     async def _process(self, batch: Batch, stop: asyncio.Event) -> bool:
         """Apply a batch, retrying transient failures; False if stopped before it was applied."""
-        backoff = 0.2
-        while True:
-            try:
-                await self._dead_letter(batch.poison)
-                batch.poison = []
-                started = time.perf_counter()
-                result = await self._writer.apply(batch.events)
-                self._metrics.batch_seconds.observe(time.perf_counter() - started)
-                break
-            except (ReadModelUnavailable, KafkaError) as exc:
-                self._metrics.retries.inc()
-                log.warning("batch failed (%s); retrying in %.1fs without committing", exc, backoff)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff)
-                if stop.is_set():
-                    return False
-                backoff = min(backoff * 2, self._config.max_backoff)
+
+        async def apply() -> ApplyResult:
+            await self._dead_letter(batch.poison)
+            batch.poison = []
+            started = time.perf_counter()
+            applied = await self._writer.apply(batch.events)
+            self._metrics.batch_seconds.observe(time.perf_counter() - started)
+            return applied
+
+        try:
+            result = await self._batch_retry.call(
+                apply, stop=stop, logger=log, on_retry=lambda _: self._metrics.retries.inc()
+            )
+        except RetryStopped:
+            return False
         now = datetime.now(UTC)
         self._metrics.batch_size.observe(len(batch.events))
         for event in batch.events:

@@ -27,6 +27,7 @@ from catalog_contracts.read_models import (
     generation_from_pointer,
     product_document,
 )
+from service_runtime.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,14 @@ GenerationSource = Callable[[], Awaitable[Generation]]
 
 class ReadModelUnavailable(Exception):
     """MongoDB failed in a way worth retrying; nothing may be assumed written."""
+
+
+class WriteRaced(Exception):
+    """Another writer changed the document between this writer's replace and its insert."""
+
+
+# A raced guarded write is tried again at once: the other writer has finished by then.
+WRITE_RACE = Backoff("guarded write", retry_on=(WriteRaced,), first_wait=0, max_attempts=5)
 
 
 @dataclass
@@ -197,22 +206,26 @@ class ReadModelWriter:
             guard = {"_id": document["_id"], "version": {"$lt": event.state.version}}
             # A first version is almost always new: try the cheap insert before the replace.
             insert_first = event.state.version == 1
+
+            async def attempt() -> bool:
+                nonlocal insert_first
+                if not insert_first and (await products.replace_one(guard, document)).matched_count:
+                    return True
+                insert_first = False
+                try:
+                    await products.insert_one(document)
+                    return True
+                except DuplicateKeyError:
+                    stored = await products.find_one({"_id": document["_id"]}, {"version": 1})
+                    if stored is not None and stored["version"] >= event.state.version:
+                        return False  # already applied, or superseded
+                    raise WriteRaced(document["_id"]) from None
+
             async with limit:
-                for _attempt in range(5):
-                    if (
-                        not insert_first
-                        and (await products.replace_one(guard, document)).matched_count
-                    ):
-                        return True
-                    insert_first = False
-                    try:
-                        await products.insert_one(document)
-                        return True
-                    except DuplicateKeyError:
-                        stored = await products.find_one({"_id": document["_id"]}, {"version": 1})
-                        if stored is not None and stored["version"] >= event.state.version:
-                            return False  # already applied, or superseded
-                raise ReadModelUnavailable(f"product {document['_id']} kept changing")
+                try:
+                    return await WRITE_RACE.call(attempt)
+                except WriteRaced as exc:
+                    raise ReadModelUnavailable(f"product {exc} kept changing") from exc
 
         return list(await asyncio.gather(*(write(e) for e in events)))
 

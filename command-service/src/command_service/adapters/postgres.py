@@ -1,4 +1,4 @@
-"""asyncpg adapters of the write model: products, the outbox, idempotency keys, the unit of work."""
+"""asyncpg adapters of the write side's ports: products, outbox, idempotency keys, unit of work."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import orjson
 from catalog_contracts.codec import event_to_document
 from catalog_contracts.events import ProductEvent, event_headers
 from command_service.domain.model import Product
+from command_service.ports import IdempotencyRecord, Outcome, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +25,6 @@ OUTBOX_CHANNEL = "catalog_outbox"
 _PRODUCT_COLUMNS = (
     "id, name, description, category, price, stock, status, version, created_at, updated_at"
 )
-
-
-class StorageUnavailable(Exception):
-    """The write model's database could not be reached or failed; nothing was committed."""
 
 
 def _product(row: asyncpg.Record) -> Product:
@@ -149,63 +146,52 @@ class OutboxWriter:
 
 
 class IdempotencyStore:
-    """Stored first responses of idempotent requests, written in the command's transaction."""
+    """First outcomes of idempotent requests, written in the command's transaction."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
-    async def try_lock(self, key: str) -> bool:
+    async def try_lock(self, caller: str, key: str) -> bool:
         """Claim the key for this transaction; False when another request holds it."""
         locked: bool = await self._conn.fetchval(
-            "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))", key
+            "SELECT pg_try_advisory_xact_lock(hashtextextended($1 || chr(0) || $2, 0))",
+            caller,
+            key,
         )
         return locked
 
-    async def find(self, key: str) -> asyncpg.Record | None:
-        return await self._conn.fetchrow(
+    async def find(self, caller: str, key: str) -> IdempotencyRecord | None:
+        row = await self._conn.fetchrow(
             """
-            SELECT request_hash, response_status, response_body, response_headers
-              FROM idempotency_keys WHERE key = $1 AND expires_at > now()
+            SELECT request_hash, outcome FROM idempotency_keys
+             WHERE caller = $1 AND key = $2 AND expires_at > now()
             """,
+            caller,
             key,
         )
+        if row is None:
+            return None
+        return IdempotencyRecord(row["request_hash"], Outcome.from_document(row["outcome"]))
 
     async def save(
-        self,
-        key: str,
-        *,
-        request_hash: str,
-        status: int,
-        body: Any,
-        headers: dict[str, str],
-        ttl: timedelta,
+        self, caller: str, key: str, record: IdempotencyRecord, *, ttl: timedelta
     ) -> None:
         await self._conn.execute(
             """
-            INSERT INTO idempotency_keys
-                (key, request_hash, response_status, response_body, response_headers, expires_at)
-            VALUES ($1, $2, $3, $4, $5, now() + $6::interval)
-            ON CONFLICT (key) DO UPDATE SET
+            INSERT INTO idempotency_keys (caller, key, request_hash, outcome, expires_at)
+            VALUES ($1, $2, $3, $4, now() + $5::interval)
+            ON CONFLICT (caller, key) DO UPDATE SET
                 request_hash = EXCLUDED.request_hash,
-                response_status = EXCLUDED.response_status,
-                response_body = EXCLUDED.response_body,
-                response_headers = EXCLUDED.response_headers,
+                outcome = EXCLUDED.outcome,
                 created_at = now(),
                 expires_at = EXCLUDED.expires_at
             """,
+            caller,
             key,
-            request_hash,
-            status,
-            body,
-            headers,
+            record.request_hash,
+            record.outcome.to_document(),
             ttl,
         )
-
-    async def purge_expired(self) -> int:
-        status: str = await self._conn.execute(
-            "DELETE FROM idempotency_keys WHERE expires_at <= now()"
-        )
-        return int(status.split()[-1])
 
 
 class UnitOfWork:
@@ -271,6 +257,10 @@ class UnitOfWorkFactory:
 
     def __call__(self) -> UnitOfWork:
         return UnitOfWork(self.pool)
+
+    async def ping(self) -> None:
+        async with connection(self.pool) as conn:
+            await conn.fetchval("SELECT 1")
 
 
 @asynccontextmanager

@@ -8,7 +8,6 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from catalog_contracts.problems import Problem, problem, validation_problem
-from command_service.adapters.postgres import StorageUnavailable
 from command_service.domain.errors import (
     DomainError,
     IdempotencyKeyInFlight,
@@ -20,6 +19,7 @@ from command_service.domain.errors import (
     StockLimitExceeded,
     VersionMismatch,
 )
+from command_service.ports import StorageUnavailable
 from service_runtime.problems import install_problem_handlers, problem_response
 
 log = logging.getLogger(__name__)

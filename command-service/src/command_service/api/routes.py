@@ -27,9 +27,7 @@ from command_service.handlers import (
     CreateProduct,
     Discontinue,
     RequestContext,
-    StoredResponse,
     UpdateDetails,
-    request_fingerprint,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["commands"])
@@ -52,6 +50,7 @@ async def get_context(
     x_request_id: Annotated[str | None, Header(max_length=200)] = None,
     x_causation_id: Annotated[str | None, Header(max_length=200)] = None,
     traceparent: Annotated[str | None, Header(max_length=55)] = None,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
 ) -> RequestContext:
     expected: int | None = None
     if if_match is not None and if_match.strip() != "*":
@@ -62,6 +61,7 @@ async def get_context(
         causation_id=x_causation_id,
         traceparent=traceparent,
         expected_version=expected,
+        idempotency_key=idempotency_key,
     )
 
 
@@ -87,10 +87,18 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str]) -> Respons
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
 
-def _accepted(result: CommandResult) -> Response:
-    product = result.product
+def _render(result: CommandResult, body: dict[str, Any] | None = None) -> Response:
+    """The response of a command's outcome, the same for its first request and every replay."""
+    outcome = result.outcome
+    headers = {"ETag": f'"{outcome.version}"'}
+    if outcome.created:
+        headers["Location"] = f"/api/v1/products/{outcome.product_id}"
+    if result.replayed:
+        headers["Idempotent-Replayed"] = "true"
     return _json(
-        200, {"id": str(product.id), "version": product.version}, {"ETag": f'"{product.version}"'}
+        201 if outcome.created else 200,
+        {"id": str(outcome.product_id), "version": outcome.version, **(body or {})},
+        headers,
     )
 
 
@@ -101,13 +109,7 @@ def _accepted(result: CommandResult) -> Response:
     responses=_CONFLICTS,
     summary="Create a product",
 )
-async def create_product(
-    body: CreateProductRequest,
-    request: Request,
-    handlers: Handlers,
-    context: Context,
-    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
-) -> Any:
+async def create_product(body: CreateProductRequest, handlers: Handlers, context: Context) -> Any:
     command = CreateProduct(
         name=body.name,
         description=body.description,
@@ -115,29 +117,7 @@ async def create_product(
         price=body.price,
         stock=body.stock,
     )
-
-    def respond(result: CommandResult) -> StoredResponse:
-        product = result.product
-        return StoredResponse(
-            201,
-            {"id": str(product.id), "version": product.version},
-            {"Location": f"/api/v1/products/{product.id}", "ETag": f'"{product.version}"'},
-        )
-
-    fingerprint = request_fingerprint(body.model_dump(mode="json")) if idempotency_key else None
-    outcome = await handlers.create_product(
-        command,
-        context,
-        idempotency_key=idempotency_key,
-        request_hash=fingerprint,
-        respond=respond,
-    )
-    if isinstance(outcome, StoredResponse):
-        return _json(
-            outcome.status, outcome.body, {**outcome.headers, "Idempotent-Replayed": "true"}
-        )
-    stored = respond(outcome)
-    return _json(stored.status, stored.body, stored.headers)
+    return _render(await handlers.create_product(command, context))
 
 
 @router.patch(
@@ -154,7 +134,7 @@ async def update_details(
 ) -> Response:
     changes: dict[DetailField, str | None] = body.model_dump(exclude_unset=True)  # type: ignore[assignment]
     result = await handlers.update_details(UpdateDetails(product_id, changes), context)
-    return _accepted(result)
+    return _render(result)
 
 
 @router.put(
@@ -170,7 +150,7 @@ async def change_price(
     context: Context,
 ) -> Response:
     result = await handlers.change_price(ChangePrice(product_id, body.price), context)
-    return _accepted(result)
+    return _render(result)
 
 
 @router.post(
@@ -188,12 +168,7 @@ async def adjust_stock(
     result = await handlers.adjust_stock(
         AdjustStock(product_id, body.quantity_change, body.reason), context
     )
-    product = result.product
-    return _json(
-        200,
-        {"id": str(product.id), "version": product.version, "stock": product.stock},
-        {"ETag": f'"{product.version}"'},
-    )
+    return _render(result, {"stock": result.outcome.stock})
 
 
 @router.delete(
@@ -210,4 +185,4 @@ async def discontinue(
 ) -> Response:
     reason = body.reason if body else None
     result = await handlers.discontinue(Discontinue(product_id, reason), context)
-    return _accepted(result)
+    return _render(result)

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import asyncpg
@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from command_service.adapters.postgres import OUTBOX_CHANNEL, init_connection
 from service_runtime.faults import RELAY_AFTER_ACK, crash_point
+from service_runtime.retry import Backoff, RetryStopped
 
 T = TypeVar("T")
 
@@ -94,6 +95,21 @@ class RelayStalled(Exception):
     """Publishing kept failing; the relay starts over with a fresh producer and connection."""
 
 
+# Losing the database or the lock's connection ends leadership; campaign again after a pause.
+LEADERSHIP = Backoff(
+    "relay cycle",
+    retry_on=(OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, RelayStalled),
+)
+# Kafka unavailable or timing out: keep the lock and retry; five failures in a row start over.
+# Database errors are not retried here: they end the cycle (and leadership) at once.
+PUBLISHING = Backoff(
+    "publishing",
+    retry_on=(Exception,),
+    never_on=(OSError, asyncpg.PostgresError, asyncpg.InterfaceError),
+    max_attempts=5,
+)
+
+
 class OutboxRelay:
     """Leader-elected publisher of the outbox table."""
 
@@ -104,33 +120,24 @@ class OutboxRelay:
         self._producer_factory = producer_factory
         self._metrics = metrics
         self._wake = asyncio.Event()
+        self._leadership = replace(LEADERSHIP, max_wait=config.max_backoff)
+        self._publishing = replace(PUBLISHING, max_wait=config.max_backoff)
         self.is_leader = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Campaign for leadership and publish while leader, until `stop` is set."""
-        backoff = 0.5
         while not stop.is_set():
             try:
-                led = await self._lead(stop)
-                backoff = 0.5
-                if not led:
-                    await _wait(stop, self._config.lock_retry)
-            except (
-                OSError,
-                asyncpg.PostgresError,
-                asyncpg.InterfaceError,
-                TimeoutError,
-                RelayStalled,
-            ) as exc:
-                self._metrics.failures.inc()
-                log.warning(
-                    "relay cycle failed (%s: %s); retrying in %.1fs",
-                    type(exc).__name__,
-                    exc,
-                    backoff,
+                led = await self._leadership.call(
+                    lambda: self._lead(stop), stop=stop, logger=log, on_retry=self._failed
                 )
-                await _wait(stop, backoff)
-                backoff = min(backoff * 2, self._config.max_backoff)
+            except RetryStopped:
+                return
+            if not led:
+                await _wait(stop, self._config.lock_retry)
+
+    def _failed(self, _error: BaseException) -> None:
+        self._metrics.failures.inc()
 
     async def _lead(self, stop: asyncio.Event) -> bool:
         conn: asyncpg.Connection = await asyncpg.connect(self._config.dsn)
@@ -164,32 +171,26 @@ class OutboxRelay:
         self, conn: asyncpg.Connection, producer: AIOKafkaProducer, stop: asyncio.Event
     ) -> None:
         last_purge = last_backlog = 0.0
-        backoff = 0.5
-        failures = 0
         while not stop.is_set():
             self._wake.clear()
             try:
-                published = await self.publish_backlog(conn, producer)
-                backoff = 0.5
-                failures = 0
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                raise
-            except Exception as exc:  # Kafka unavailable or timing out: keep the lock, retry
-                self._metrics.failures.inc()
-                failures += 1
-                if failures >= 5:
-                    # Start over with a new producer (and connection) rather than trust one
-                    # that has failed this often, e.g. across a broker restart.
-                    raise RelayStalled(f"{failures} publishing failures in a row") from exc
-                log.warning(
-                    "publishing failed (%s: %s); retrying in %.1fs",
-                    type(exc).__name__,
-                    exc,
-                    backoff,
+                published = await self._publishing.call(
+                    lambda: self.publish_backlog(conn, producer),
+                    stop=stop,
+                    logger=log,
+                    on_retry=self._failed,
                 )
-                await _wait(stop, backoff)
-                backoff = min(backoff * 2, self._config.max_backoff)
-                continue
+            except RetryStopped:
+                return
+            except Exception as exc:
+                if not self._publishing.retryable(exc):
+                    raise
+                # Start over with a new producer (and connection) rather than trust one that
+                # has failed this often, e.g. across a broker restart.
+                self._failed(exc)
+                raise RelayStalled(
+                    f"{PUBLISHING.max_attempts} publishing failures in a row"
+                ) from exc
             now = time.monotonic()
             if now - last_purge >= self._config.purge_interval:
                 await self.purge(conn)
@@ -213,14 +214,6 @@ class OutboxRelay:
                 waiter.cancel()
         if conn.is_closed():
             raise asyncpg.InterfaceError("leadership connection closed")
-
-    async def publish_batch(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> int:
-        """Publish the oldest unpublished rows; mark them once Kafka acknowledged all of them."""
-        rows = await self._fetch(conn, [])
-        if rows:
-            await self._acknowledged(await self._send(producer, rows))
-            await self._mark(conn, rows)
-        return len(rows)
 
     async def publish_backlog(
         self, conn: asyncpg.Connection, producer: AIOKafkaProducer, *, budget: float = 1.0
