@@ -618,7 +618,7 @@ def seed_models(ctx: Context, count: int) -> None:
 
     from catalog_contracts.events import ProductState
     from catalog_contracts.read_models import product_document
-    from projector.read_models import ReadModelWriter
+    from catalog_read_models.writer import ReadModelWriter
 
     s = ctx.sizes
     rng = random.Random(11)
@@ -672,7 +672,7 @@ def seed_models(ctx: Context, count: int) -> None:
 
 
 def unseed_models(ctx: Context) -> None:
-    from projector.read_models import ReadModelWriter
+    from catalog_read_models.writer import ReadModelWriter
 
     s = ctx.sizes
 

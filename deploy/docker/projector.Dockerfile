@@ -17,6 +17,7 @@ WORKDIR /src
 COPY pyproject.toml uv.lock ./
 COPY shared-contracts/pyproject.toml shared-contracts/
 COPY service-runtime/pyproject.toml service-runtime/
+COPY read-models/pyproject.toml read-models/
 COPY command-service/pyproject.toml command-service/
 COPY projector/pyproject.toml projector/
 COPY query-service/pyproject.toml query-service/
@@ -27,6 +28,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 # (--no-editable) so the runtime stage needs the virtualenv only.
 COPY shared-contracts/src shared-contracts/src
 COPY service-runtime/src service-runtime/src
+COPY read-models/src read-models/src
 COPY projector/src projector/src
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --package projector --no-editable

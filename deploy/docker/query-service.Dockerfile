@@ -17,6 +17,7 @@ WORKDIR /src
 COPY pyproject.toml uv.lock ./
 COPY shared-contracts/pyproject.toml shared-contracts/
 COPY service-runtime/pyproject.toml service-runtime/
+COPY read-models/pyproject.toml read-models/
 COPY command-service/pyproject.toml command-service/
 COPY projector/pyproject.toml projector/
 COPY query-service/pyproject.toml query-service/

@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from projector.read_models import ReadModelWriter
+from catalog_read_models.writer import ReadModelWriter
 from tests.fixtures.infra import Infra
 
 pytestmark = pytest.mark.integration

@@ -15,9 +15,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from catalog_contracts.codec import encode_event
 from catalog_contracts.events import ProductEvent, event_headers
+from catalog_read_models.writer import ReadModelWriter
 from projector.consumer import ConsumerConfig, Projector
 from projector.metrics import ProjectorMetrics
-from projector.read_models import ReadModelWriter
 from tests.fixtures.events import ProductHistory
 from tests.fixtures.infra import Infra
 

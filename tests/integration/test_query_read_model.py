@@ -8,7 +8,7 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from catalog_contracts.read_models import product_document
-from projector.read_models import ReadModelWriter
+from catalog_read_models.writer import ReadModelWriter
 from query_service.read_models import ProductFilter, ProductReadModel
 from tests.fixtures.events import ProductHistory
 

@@ -12,7 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from catalog_contracts.events import ProductState
 from catalog_contracts.money import format_price, price_to_cents
 from catalog_contracts.read_models import Generation, product_document
-from projector.read_models import live_generation
+from catalog_read_models.generations import live_generation
 
 Progress = Callable[[str], None]
 

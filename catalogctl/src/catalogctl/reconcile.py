@@ -7,8 +7,9 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from catalog_read_models.generations import fixed_generation
+from catalog_read_models.writer import ReadModelWriter
 from catalogctl.compare import Comparison, Progress
-from projector.read_models import ReadModelWriter, fixed_generation
 
 
 async def repair(

@@ -11,9 +11,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import CollectorRegistry, start_http_server
 from pymongo import AsyncMongoClient
 
+from catalog_read_models.writer import ReadModelUnavailable, ReadModelWriter
 from projector.consumer import ConsumerConfig, Projector
 from projector.metrics import ProjectorMetrics
-from projector.read_models import ReadModelUnavailable, ReadModelWriter
 from projector.settings import ProjectorSettings
 from service_runtime.retry import Backoff, RetryStopped
 

@@ -19,8 +19,8 @@ from aiokafka.structs import OffsetAndMetadata
 
 from catalog_contracts.codec import EventDecodeError, decode_event
 from catalog_contracts.events import ProductEvent
+from catalog_read_models.writer import ApplyResult, ReadModelUnavailable, ReadModelWriter
 from projector.metrics import ProjectorMetrics
-from projector.read_models import ApplyResult, ReadModelUnavailable, ReadModelWriter
 from service_runtime.faults import PROJECTOR_AFTER_APPLY, crash_point
 from service_runtime.retry import Backoff, RetryStopped
 

@@ -29,7 +29,8 @@ from catalog_contracts.read_models import (
     generation_named,
     pointer_document,
 )
-from projector.read_models import Db, ReadModelWriter, fixed_generation, live_generation
+from catalog_read_models.generations import Db, fixed_generation, live_generation
+from catalog_read_models.writer import ReadModelWriter
 from projector.settings import ProjectorSettings
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializ
 from catalog_contracts.money import Price
 
 EVENTS_TOPIC = "catalog.products.v1"
-DEAD_LETTER_TOPIC = "catalog.products.v1.dlq"
 CONTENT_TYPE = "application/json"
 
 ProductStatus: TypeAlias = Literal["active", "discontinued"]

@@ -10,23 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReplaceOne
-from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from catalog_contracts.events import ProductEvent
 from catalog_contracts.money import cents_to_price, format_price
-from catalog_contracts.read_models import (
-    GENERATION_POINTER_ID,
-    META_COLLECTION,
-    Generation,
-    generation_from_pointer,
-    product_document,
-)
+from catalog_contracts.read_models import Generation, product_document
+from catalog_read_models.generations import Db, GenerationSource, live_generation
 from service_runtime.retry import Backoff
 
 log = logging.getLogger(__name__)
@@ -54,9 +48,6 @@ PRODUCT_INDEXES = [
     ),
 ]
 
-Db = AsyncDatabase[dict[str, Any]]
-GenerationSource = Callable[[], Awaitable[Generation]]
-
 
 class ReadModelUnavailable(Exception):
     """MongoDB failed in a way worth retrying; nothing may be assumed written."""
@@ -78,24 +69,6 @@ class ApplyResult:
     skipped: Counter[str] = field(default_factory=Counter)
 
 
-def live_generation(db: Db) -> GenerationSource:
-    """Resolve the live generation from its pointer document (read once per batch)."""
-
-    async def resolve() -> Generation:
-        return generation_from_pointer(
-            await db[META_COLLECTION].find_one({"_id": GENERATION_POINTER_ID})
-        )
-
-    return resolve
-
-
-def fixed_generation(generation: Generation) -> GenerationSource:
-    async def resolve() -> Generation:
-        return generation
-
-    return resolve
-
-
 class ReadModelWriter:
     """Applies batches of events to one generation of read models, idempotently."""
 
@@ -108,6 +81,7 @@ class ReadModelWriter:
         self._ferretdb: bool | None = None
 
     async def ensure_indexes(self) -> None:
+        """Create the product indexes of the generation written to (existing ones stay)."""
         try:
             products = self._db[(await self._generation()).products]
             # One at a time: FerretDB v1 fails a multi-index request when some already exist.
