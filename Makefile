@@ -73,7 +73,7 @@ format: sync ## Format and fix what ruff can fix
 
 .PHONY: typecheck
 typecheck: sync ## mypy --strict over every package
-	$(UV) run --frozen mypy shared-contracts/src service-runtime/src read-models/src command-service/src projector/src query-service/src catalogctl/src benchmarks
+	$(UV) run --frozen mypy shared-contracts/src service-runtime/src read-models/src command-service/src projector/src query-service/src catalogctl/src benchmarks deploy/local
 
 .PHONY: schemas
 schemas: sync ## Regenerate the committed JSON Schemas from the contract models

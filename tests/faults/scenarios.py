@@ -141,7 +141,7 @@ async def poison(infra: Infra) -> Outcome:
     return Outcome(dead_lettered=after - before, note="3 poison messages")
 
 
-PROXY = "projector-mongo"  # deploy/local/stack.py: the projector's link to MongoDB
+PROXY = "projector-mongo"  # deploy/local/stack_parts.py: the projector's link to MongoDB
 
 
 async def slow_then_partitioned_mongo(infra: Infra) -> Outcome:

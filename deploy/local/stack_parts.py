@@ -1,0 +1,514 @@
+"""What the local stack is made of: one entry per part in `PARTS`.
+
+An entry says how supervisord runs the part, which ports it takes, how to tell it is healthy,
+what it needs first, what is done before it starts and once it is ready, and what it adds to
+stack.env. `stack_engine` walks the table; adding a part is adding an entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import provision
+from stack_engine import REPO, VENV_BIN, Part, Stack, StackError, run, say, wait_until
+
+LOCAL = provision.LOCAL
+DB_USER = "catalog"
+DB_PASSWORD = "catalog"  # development-only credentials of a loopback-only cluster
+DB_NAME = "catalog"
+# Two command-service processes behind the gateway: one Python process is one core at most, and
+# the write side scales out by processes (replicas on Kubernetes). Each has half the pool, so
+# the write model sees the connections of one instance with the default pool.
+COMMAND_POOL_PER_INSTANCE = 10
+# With STACK_FAULT_INJECTION=1 the projector reaches MongoDB through this toxiproxy proxy, so
+# the fault suite can slow down or cut that link.
+PROJECTOR_MONGO_PROXY = "projector-mongo"
+
+
+# --------------------------------------------------------------------------- addresses
+
+
+def database_url(stack: Stack) -> str:
+    """The write model's database."""
+    return stack.external.get("postgres") or (
+        f"postgresql://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{stack.ports['postgres']}/{DB_NAME}"
+    )
+
+
+def admin_url(stack: Stack) -> str:
+    """The `postgres` database of the write model's server, which exists before ours does."""
+    return database_url(stack).rsplit("/", 1)[0] + "/postgres"
+
+
+def kafka_bootstrap(stack: Stack) -> str:
+    """Kafka's bootstrap servers."""
+    return stack.external.get("kafka") or f"127.0.0.1:{stack.ports['kafka']}"
+
+
+def mongodb_url(stack: Stack) -> str:
+    """The read models' MongoDB (FerretDB unless an external MongoDB is given)."""
+    return stack.external.get("mongo") or f"mongodb://127.0.0.1:{stack.ports['mongo']}/"
+
+
+def store_admin_url(stack: Stack) -> str:
+    """The `postgres` database of FerretDB's own cluster."""
+    return f"postgresql://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{stack.ports['mongo_store']}/postgres"
+
+
+def store_url(stack: Stack) -> str:
+    """FerretDB's database in its own cluster."""
+    # FerretDB holds a backend connection per matched update of a batch; a bigger pool keeps
+    # the projector's batches far from its limit.
+    return (
+        f"postgres://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{stack.ports['mongo_store']}/ferretdb"
+        "?pool_max_conns=100"
+    )
+
+
+def ferretdb_backend(stack: Stack) -> str:
+    """Where FerretDB keeps documents: its own PostgreSQL cluster (default) or SQLite files."""
+    backend = stack.environ.get("STACK_FERRETDB_BACKEND", "postgresql")
+    if backend not in ("postgresql", "sqlite"):
+        raise StackError("STACK_FERRETDB_BACKEND must be postgresql or sqlite")
+    return backend
+
+
+def proxied(stack: Stack) -> bool:
+    """Whether the projector's MongoDB link goes through toxiproxy."""
+    return stack.network_faults and "mongo" not in stack.external
+
+
+def own_mongo_store(stack: Stack) -> bool:
+    """Whether FerretDB runs here and keeps its documents in a PostgreSQL cluster of its own."""
+    return "mongo" not in stack.external and ferretdb_backend(stack) == "postgresql"
+
+
+# --------------------------------------------------------------------------- health probes
+
+
+def http_ok(url: str) -> bool:
+    """Whether the URL answers 200."""
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return bool(response.status == 200)
+
+
+def postgres_ready(url: str) -> bool:
+    """Whether PostgreSQL accepts a connection and answers a query."""
+    import asyncpg
+
+    async def probe() -> bool:
+        conn = await asyncpg.connect(url, timeout=2)
+        try:
+            return bool(await conn.fetchval("SELECT 1") == 1)
+        finally:
+            await conn.close()
+
+    return asyncio.run(probe())
+
+
+def kafka_ready(bootstrap: str) -> bool:
+    """Whether the Kafka cluster lists its topics."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def probe() -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        await admin.start()
+        try:
+            await admin.list_topics()
+            return True
+        finally:
+            await admin.close()
+
+    return asyncio.run(probe())
+
+
+def mongo_ready(url: str) -> bool:
+    """Whether the MongoDB server answers a ping."""
+    from pymongo import MongoClient
+
+    client: MongoClient[dict[str, Any]]
+    with MongoClient(url, serverSelectionTimeoutMS=2000) as client:
+        return bool(client.admin.command("ping").get("ok"))
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def postgres_command(stack: Stack, name: str, port: str, max_connections: int) -> list[str]:
+    """A private PostgreSQL cluster, listening on loopback only."""
+    data = provision.cluster_dir(stack.run_dir, name) / "data"
+    return [
+        str(provision.postgres_bin() / "postgres"),
+        *("-D", str(data), "-p", str(stack.ports[port])),
+        *("-c", "listen_addresses=127.0.0.1"),
+        *("-c", f"unix_socket_directories={data.parent / 'socket'}"),
+        *("-c", f"max_connections={max_connections}", "-c", "shared_buffers=256MB"),
+        *("-c", "logging_collector=off"),
+    ]
+
+
+def init_cluster(stack: Stack, name: str) -> None:
+    """Install PostgreSQL if missing and initialize the part's cluster once."""
+    provision.init_cluster(stack.run_dir, name, DB_USER, DB_PASSWORD)
+
+
+def create_database(admin: str, name: str) -> None:
+    """Create a database unless it exists."""
+    import asyncpg
+
+    async def create() -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+
+
+def cli_env(stack: Stack) -> dict[str, str]:
+    """The environment of a one-off `command-service` run (migrate, ensure-topics)."""
+    return {**stack.environ, **stack.env(), "COMMAND_TOPIC_PARTITIONS": topic_partitions(stack)}
+
+
+def create_and_migrate(stack: Stack) -> None:
+    """The write model's database (on our own cluster) at the latest schema."""
+    if "postgres" not in stack.external:
+        create_database(admin_url(stack), DB_NAME)
+    say("applying migrations")
+    run([str(VENV_BIN / "command-service"), "migrate"], env=cli_env(stack), quiet=True)
+
+
+# --------------------------------------------------------------------------- Kafka
+
+
+def prepare_kafka(stack: Stack) -> None:
+    """Kafka's jars, its configuration for this stack's ports, and its storage formatted once."""
+    provision.fetch_kafka()
+    run(
+        [
+            "bash",
+            str(LOCAL / "kafka" / "kafka.sh"),
+            "prepare",
+            str(provision.kafka_libs()),
+            str(stack.run_dir / "kafka" / "config"),
+            str(stack.run_dir / "kafka" / "data"),
+            str(stack.ports["kafka"]),
+            str(stack.ports["kafka_controller"]),
+        ],
+        quiet=True,
+    )
+
+
+def ensure_topics(stack: Stack) -> None:
+    """The events and dead-letter topics."""
+    run([str(VENV_BIN / "command-service"), "ensure-topics"], env=cli_env(stack), quiet=True)
+
+
+def topic_partitions(stack: Stack) -> str:
+    """How many partitions the events topic is created with."""
+    return stack.environ.get("STACK_TOPIC_PARTITIONS", "6")
+
+
+# --------------------------------------------------------------------------- FerretDB
+
+
+def ferretdb_command(stack: Stack) -> list[str]:
+    """FerretDB on the backend STACK_FERRETDB_BACKEND names."""
+    if ferretdb_backend(stack) == "sqlite":
+        backend = ["-handler", "sqlite", "-sqlite-url", f"file:{stack.run_dir / 'ferretdb'}/"]
+    else:
+        backend = ["-handler", "postgresql", "-postgresql-url", store_url(stack)]
+    return [
+        str(provision.ferretdb_binary()),
+        *("-listen-addr", f"127.0.0.1:{stack.ports['mongo']}"),
+        *backend,
+        *("-log-level", "error"),
+    ]
+
+
+def prepare_ferretdb(stack: Stack) -> None:
+    """FerretDB built, and the directory of its SQLite files when it uses them."""
+    provision.build_ferretdb()
+    if ferretdb_backend(stack) == "sqlite":
+        (stack.run_dir / "ferretdb").mkdir(parents=True, exist_ok=True)
+
+
+def prepare_store(stack: Stack) -> None:
+    """FerretDB's database, with indexes its equality filters use (see ferretdb/store.sql)."""
+    import asyncpg
+
+    create_database(store_admin_url(stack), "ferretdb")
+
+    async def apply() -> None:
+        conn = await asyncpg.connect(store_url(stack).split("?")[0])
+        try:
+            await conn.execute((LOCAL / "ferretdb" / "store.sql").read_text())
+        finally:
+            await conn.close()
+
+    asyncio.run(apply())
+
+
+# --------------------------------------------------------------------------- toxiproxy
+
+
+def prepare_toxiproxy(stack: Stack) -> None:
+    """toxiproxy built, with the projector's MongoDB proxy in its configuration."""
+    provision.build_toxiproxy()
+    proxies = [
+        {
+            "name": PROJECTOR_MONGO_PROXY,
+            "listen": f"127.0.0.1:{stack.ports['mongo_proxy']}",
+            "upstream": f"127.0.0.1:{stack.ports['mongo']}",
+            "enabled": True,
+        }
+    ]
+    (stack.run_dir / "toxiproxy.json").write_text(json.dumps(proxies, indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------- services
+
+
+def crash_points(stack: Stack) -> bool:
+    """Whether the services' crash points (service_runtime.faults) are armed."""
+    return stack.environ.get("STACK_FAULT_INJECTION") == "1"
+
+
+def arm_crash_points(stack: Stack) -> None:
+    """The directory the fault-injection suite drops its triggers into."""
+    if crash_points(stack):
+        (stack.run_dir / "fault-triggers").mkdir(parents=True, exist_ok=True)
+
+
+def services_env(stack: Stack) -> dict[str, str]:
+    """What every service of the workspace is started with."""
+    env = {
+        **stack.env(),
+        "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
+        "PYTHONUNBUFFERED": "1",
+        "COMMAND_PORT": str(stack.ports["command"]),
+        "QUERY_PORT": str(stack.ports["query"]),
+        "COMMAND_RELAY_METRICS_PORT": str(stack.ports["relay_metrics"]),
+        "PROJECTOR_METRICS_PORT": str(stack.ports["projector_metrics"]),
+        "COMMAND_TOPIC_PARTITIONS": topic_partitions(stack),
+        "COMMAND_POOL_MAX_SIZE": str(COMMAND_POOL_PER_INSTANCE),
+    }
+    if crash_points(stack):
+        env["CATALOG_FAULT_DIR"] = str(stack.run_dir / "fault-triggers")
+    return env
+
+
+def service(
+    name: str,
+    cli: str,
+    *,
+    port: tuple[str, int],
+    probe: str,
+    needs: tuple[str, ...],
+    env: Callable[[Stack], Mapping[str, str]] = lambda stack: {},
+    exports: Callable[[Stack], Mapping[str, str]] = lambda stack: {},
+    replica_of: str | None = None,
+) -> Part:
+    """A service of the workspace run from its virtualenv, healthy when `probe` answers 200."""
+    executable, *args = cli.split()
+    port_key, default_port = port
+    return Part(
+        name,
+        command=lambda stack: [str(VENV_BIN / executable), *args],
+        health=lambda stack: http_ok(stack.url(port_key) + probe),
+        ports={port_key: default_port},
+        needs=needs,
+        env=lambda stack: {**services_env(stack), **env(stack)},
+        exports=exports,
+        provision=arm_crash_points,
+        stopwait=15,
+        replica_of=replica_of,
+    )
+
+
+def projector_env(stack: Stack) -> dict[str, str]:
+    """The projector reaches MongoDB through toxiproxy when the stack injects faults."""
+    if proxied(stack):
+        return {"MONGODB_URL": f"mongodb://127.0.0.1:{stack.ports['mongo_proxy']}/"}
+    return {}
+
+
+# --------------------------------------------------------------------------- gateway
+
+
+def nginx_dir(stack: Stack) -> Path:
+    """nginx's prefix directory: its configuration and temporary files."""
+    return stack.run_dir / "nginx"
+
+
+def configure_nginx(stack: Stack) -> None:
+    """nginx installed, and its configuration routing to this stack's services."""
+    provision.ensure_nginx()
+    directory = nginx_dir(stack)
+    for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (directory / "tmp" / sub).mkdir(parents=True, exist_ok=True)
+    template = (LOCAL / "nginx" / "nginx.conf.tmpl").read_text()
+    (directory / "nginx.conf").write_text(
+        template.replace("{run_dir}", str(stack.run_dir))
+        .replace("{repo}", str(REPO))
+        .replace("{command_port}", str(stack.ports["command"]))
+        .replace("{command_2_port}", str(stack.ports["command_2"]))
+        .replace("{query_port}", str(stack.ports["query"]))
+    )
+    (directory / "gateway-listen.conf").write_text(
+        f"listen 127.0.0.1:{stack.ports['gateway']} reuseport backlog=4096;\n"
+    )
+
+
+def wait_for_routing(stack: Stack) -> None:
+    """The gateway reaches the query service and its store."""
+    # By the cheapest read: an unfiltered product list costs a sort over every document on
+    # FerretDB.
+    wait_until(
+        "gateway routing",
+        lambda: http_ok(stack.url("gateway") + "/api/v1/categories"),
+        30,
+        stack,
+        "gateway",
+    )
+
+
+# --------------------------------------------------------------------------- the table
+
+# Default ports stay clear of 5432, 9092, 27017 and 8080, which a developer machine may be using,
+# and below 32768 (see stack_engine.WELL_KNOWN_PORTS and EPHEMERAL_PORTS).
+PARTS: tuple[Part, ...] = (
+    Part(
+        "postgres",
+        command=lambda stack: postgres_command(stack, "postgres", "postgres", 300),
+        health=lambda stack: postgres_ready(admin_url(stack)),
+        ports={"postgres": 15432},
+        external=("STACK_DATABASE_URL",),
+        provision=lambda stack: init_cluster(stack, "postgres"),
+        ready=create_and_migrate,
+        exports=lambda stack: {"DATABASE_URL": database_url(stack)},
+        run_as="postgres",  # PostgreSQL refuses to run as root
+        stopsignal="INT",
+        stopwait=30,
+    ),
+    Part(
+        "kafka",
+        command=lambda stack: [
+            *("bash", str(LOCAL / "kafka" / "kafka.sh"), "run"),
+            *(str(provision.kafka_libs()), str(stack.run_dir / "kafka" / "config")),
+        ],
+        health=lambda stack: kafka_ready(kafka_bootstrap(stack)),
+        health_timeout=120,
+        ports={"kafka": 19092, "kafka_controller": 19093},
+        env=lambda stack: {
+            "KAFKA_HEAP_OPTS": stack.environ.get("STACK_KAFKA_HEAP", "-Xms256m -Xmx768m")
+        },
+        external=("STACK_KAFKA_BOOTSTRAP_SERVERS",),
+        provision=prepare_kafka,
+        ready=ensure_topics,
+        exports=lambda stack: {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap(stack)},
+        stopwait=30,
+    ),
+    Part(
+        "mongo",
+        command=ferretdb_command,
+        health=lambda stack: mongo_ready(mongodb_url(stack)),
+        ports={"mongo": 17017},
+        needs=("mongo-store",),
+        external=("STACK_MONGODB_URL", "MONGODB_URL"),
+        provision=prepare_ferretdb,
+        exports=lambda stack: {"MONGODB_URL": mongodb_url(stack), "MONGODB_DATABASE": "catalog"},
+        stopwait=15,
+    ),
+    service(
+        "command",
+        "command-service serve",
+        port=("command", 18001),
+        probe="/readyz",
+        needs=("postgres",),
+        exports=lambda stack: {"COMMAND_URL": stack.url("command")},
+    ),
+    service(
+        "command-2",
+        "command-service serve",
+        port=("command_2", 18003),
+        probe="/readyz",
+        needs=("postgres",),
+        env=lambda stack: {"COMMAND_PORT": str(stack.ports["command_2"])},
+        replica_of="command",
+    ),
+    service(
+        "relay",
+        "command-service relay",
+        port=("relay_metrics", 18011),
+        probe="/metrics",
+        needs=("postgres", "kafka"),
+    ),
+    service(
+        "projector",
+        "projector run",
+        port=("projector_metrics", 18012),
+        probe="/metrics",
+        needs=("kafka", "mongo", "toxiproxy"),
+        env=projector_env,
+    ),
+    service(
+        "query",
+        "query-service serve",
+        port=("query", 18002),
+        probe="/readyz",
+        needs=("mongo",),
+        exports=lambda stack: {"QUERY_URL": stack.url("query")},
+    ),
+    Part(
+        "gateway",
+        command=lambda stack: [
+            *(provision.nginx_bin(), "-p", str(nginx_dir(stack))),
+            *("-c", str(nginx_dir(stack) / "nginx.conf")),
+        ],
+        health=lambda stack: http_ok(stack.url("gateway") + "/healthz"),
+        health_timeout=30,
+        ports={"gateway": 18080},
+        needs=("command", "command-2", "query"),
+        provision=configure_nginx,
+        ready=wait_for_routing,
+        exports=lambda stack: {"GATEWAY_URL": stack.url("gateway")},
+        stopsignal="QUIT",
+    ),
+    # FerretDB's own PostgreSQL cluster: separate from the write model's, so stopping one
+    # side's database never takes the other side down.
+    Part(
+        "mongo-store",
+        command=lambda stack: postgres_command(stack, "mongo-store", "mongo_store", 200),
+        health=lambda stack: postgres_ready(store_admin_url(stack)),
+        ports={"mongo_store": 17432},
+        enabled=own_mongo_store,
+        provision=lambda stack: init_cluster(stack, "mongo-store"),
+        ready=prepare_store,
+        run_as="postgres",
+        stopsignal="INT",
+        stopwait=30,
+    ),
+    Part(
+        "toxiproxy",
+        command=lambda stack: [
+            *(str(provision.toxiproxy_binary()), "-host", "127.0.0.1"),
+            *("-port", str(stack.ports["toxiproxy"])),
+            *("-config", str(stack.run_dir / "toxiproxy.json")),
+        ],
+        health=lambda stack: http_ok(stack.url("toxiproxy") + "/version"),
+        health_timeout=30,
+        ports={"toxiproxy": 18474, "mongo_proxy": 17018},
+        needs=("mongo",),
+        enabled=proxied,
+        provision=prepare_toxiproxy,
+        exports=lambda stack: {"TOXIPROXY_URL": stack.url("toxiproxy")},
+    ),
+)

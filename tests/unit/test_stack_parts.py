@@ -1,0 +1,350 @@
+"""The local stack's table of parts and its engine, with no server and no process started."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import re
+import shlex
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+# deploy/local holds scripts (stackctl runs stack.py, which imports its siblings), not a package.
+LOCAL = str(Path(__file__).resolve().parents[2] / "deploy" / "local")
+if LOCAL not in sys.path:
+    sys.path.insert(0, LOCAL)
+
+import provision  # noqa: E402
+import stack_engine  # noqa: E402
+import stack_parts  # noqa: E402
+from stack_engine import Part, Stack, StackError  # noqa: E402
+from stack_parts import PARTS  # noqa: E402
+
+DEFAULT_PORTS = {
+    "postgres": 15432,
+    "kafka": 19092,
+    "kafka_controller": 19093,
+    "mongo": 17017,
+    "mongo_store": 17432,
+    "command": 18001,
+    "query": 18002,
+    "command_2": 18003,
+    "relay_metrics": 18011,
+    "projector_metrics": 18012,
+    "gateway": 18080,
+    "toxiproxy": 18474,
+    "mongo_proxy": 17018,
+}
+STACK_ENV_KEYS = {
+    "GATEWAY_URL",
+    "COMMAND_URL",
+    "QUERY_URL",
+    "DATABASE_URL",
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "MONGODB_URL",
+    "MONGODB_DATABASE",
+    "EVENTS_TOPIC",
+    "STACK_DIR",
+}
+
+
+@pytest.fixture(autouse=True)
+def machine(monkeypatch: pytest.MonkeyPatch) -> set[int]:
+    """Installed tools at fixed places, and every port free except those a test marks busy."""
+    busy: set[int] = set()
+    monkeypatch.setattr(provision, "postgres_bin", lambda: Path("/usr/lib/postgresql/17/bin"))
+    monkeypatch.setattr(provision, "nginx_bin", lambda: "/usr/sbin/nginx")
+    monkeypatch.setattr(stack_engine, "port_free", lambda port: port not in busy)
+    return busy
+
+
+def make_stack(tmp_path: Path, parts: Sequence[Part] = PARTS, /, **environ: str) -> Stack:
+    return stack_engine.load_stack(parts, {"STACK_DIR": str(tmp_path / "stack"), **environ})
+
+
+def programs(stack: Stack) -> dict[str, Mapping[str, str]]:
+    """supervisord's program sections by part name."""
+    config = configparser.RawConfigParser()
+    config.read_string(stack_engine.supervisord_conf(stack))
+    return {
+        section.removeprefix("program:"): config[section]
+        for section in config.sections()
+        if section.startswith("program:")
+    }
+
+
+def environment(program: Mapping[str, str]) -> dict[str, str]:
+    """A program's `environment=` line as a dict."""
+    pairs = re.findall(r'(\w+)="([^"]*)"', program.get("environment", ""))
+    return {key: value.replace("%%", "%") for key, value in pairs}
+
+
+def relay_2() -> Part:
+    return stack_parts.service(
+        "relay-2",
+        "command-service relay",
+        port=("relay_2_metrics", 18013),
+        probe="/metrics",
+        needs=("postgres", "kafka"),
+        env=lambda stack: {"COMMAND_RELAY_METRICS_PORT": str(stack.ports["relay_2_metrics"])},
+        replica_of="relay",
+    )
+
+
+def part(name: str, *needs: str) -> Part:
+    return Part(name, command=lambda stack: [name], health=lambda stack: True, needs=needs)
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def test_the_order_puts_every_part_after_the_parts_it_needs() -> None:
+    order = [p.name for p in stack_engine.dependency_order(PARTS)]
+    assert sorted(order) == sorted(p.name for p in PARTS)
+    for p in PARTS:
+        for need in p.needs:
+            assert order.index(need) < order.index(p.name), (need, p.name)
+
+
+def test_a_cycle_is_refused() -> None:
+    with pytest.raises(StackError, match=r"parts need each other: a -> b -> a"):
+        stack_engine.dependency_order([part("a", "b"), part("b", "a"), part("c")])
+
+
+def test_an_unknown_dependency_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StackError, match="relay needs zookeeper, which is not a part"):
+        make_stack(tmp_path, [part("relay", "zookeeper")])
+
+
+def test_two_parts_with_one_name_or_one_port_key_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(StackError, match="same name"):
+        make_stack(tmp_path, [part("a"), part("a")])
+    twice = [Part(n, lambda s: [], lambda s: True, ports={"p": 1}) for n in ("a", "b")]
+    with pytest.raises(StackError, match="port key p belongs to two parts"):
+        make_stack(tmp_path, twice)
+
+
+def test_every_part_has_a_health_check_and_its_own_ports() -> None:
+    for p in PARTS:
+        assert callable(p.health), p.name
+        assert p.health_timeout > 0, p.name
+    assert stack_engine.default_ports(PARTS) == DEFAULT_PORTS
+
+
+def test_command_names_both_command_processes(tmp_path: Path) -> None:
+    stack = make_stack(tmp_path)
+    assert stack.processes("command") == ("command", "command-2")
+    assert stack.processes("command-2") == ("command-2",)
+    assert stack.processes("relay") == ("relay",)
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def test_each_supervised_part_is_a_program_with_its_command_and_environment(
+    tmp_path: Path,
+) -> None:
+    stack = make_stack(tmp_path)
+    rendered = programs(stack)
+    assert list(rendered) == [p.name for p in stack.supervised()]
+    assert set(rendered) == {
+        "postgres", "kafka", "mongo-store", "mongo",
+        "command", "command-2", "relay", "projector", "query", "gateway",
+    }  # fmt: skip
+    for p in stack.supervised():
+        assert shlex.split(rendered[p.name]["command"]) == list(p.command(stack))
+        assert environment(rendered[p.name]) == dict(p.env(stack))
+        assert rendered[p.name]["stdout_logfile"] == str(stack.logs / f"{p.name}.log")
+    command = environment(rendered["command"])
+    assert command["COMMAND_PORT"] == "18001"
+    assert command["DATABASE_URL"] == "postgresql://catalog:catalog@127.0.0.1:15432/catalog"
+    assert environment(rendered["command-2"])["COMMAND_PORT"] == "18003"
+    assert "CATALOG_FAULT_DIR" not in command
+    assert rendered["query"]["command"].endswith("/query-service serve")
+    assert environment(rendered["kafka"]) == {"KAFKA_HEAP_OPTS": "-Xms256m -Xmx768m"}
+    postgres = shlex.split(rendered["postgres"]["command"])
+    data = str(stack.run_dir / "postgres" / "data")
+    assert postgres[:5] == ["/usr/lib/postgresql/17/bin/postgres", "-D", data, "-p", "15432"]
+    assert rendered["postgres"]["stopsignal"] == "INT"
+
+
+def test_postgres_runs_as_the_postgres_user_under_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    rendered = programs(make_stack(tmp_path))
+    assert rendered["postgres"]["user"] == "postgres"
+    assert rendered["mongo-store"]["user"] == "postgres"
+    assert "user" not in rendered["command"]
+
+
+def test_stack_env_has_the_documented_keys(tmp_path: Path) -> None:
+    env = make_stack(tmp_path).env()
+    assert set(env) == STACK_ENV_KEYS
+    assert env["GATEWAY_URL"] == "http://127.0.0.1:18080"
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "127.0.0.1:19092"
+    assert env["MONGODB_URL"] == "mongodb://127.0.0.1:17017/"
+    assert env["STACK_DIR"] == str(tmp_path / "stack")
+
+
+def test_toxiproxy_only_with_fault_injection(tmp_path: Path) -> None:
+    plain = make_stack(tmp_path / "plain")
+    assert "toxiproxy" not in programs(plain)
+    assert "TOXIPROXY_URL" not in plain.env()
+
+    faults = make_stack(tmp_path / "faults", STACK_FAULT_INJECTION="1")
+    rendered = programs(faults)
+    assert "toxiproxy" in rendered
+    assert faults.env()["TOXIPROXY_URL"] == "http://127.0.0.1:18474"
+    projector = environment(rendered["projector"])
+    assert projector["MONGODB_URL"] == "mongodb://127.0.0.1:17018/"
+    assert projector["CATALOG_FAULT_DIR"] == str(faults.run_dir / "fault-triggers")
+    assert environment(rendered["query"])["MONGODB_URL"] == "mongodb://127.0.0.1:17017/"
+    order = [p.name for p in faults.active()]
+    assert order.index("mongo") < order.index("toxiproxy") < order.index("projector")
+
+
+@pytest.mark.parametrize("variable", ["STACK_MONGODB_URL", "MONGODB_URL"])
+def test_an_external_mongodb_replaces_ferretdb_and_its_store(tmp_path: Path, variable: str) -> None:
+    url = "mongodb://db.example:27017/"
+    stack = make_stack(tmp_path, **{variable: url, "STACK_FAULT_INJECTION": "1"})
+    rendered = programs(stack)
+    assert not {"mongo", "mongo-store", "toxiproxy"} & set(rendered)
+    assert stack.env()["MONGODB_URL"] == url
+    assert environment(rendered["projector"])["MONGODB_URL"] == url
+    assert "mongo" in [p.name for p in stack.active()]  # still waited for
+
+
+def test_external_postgres_and_kafka_are_not_run(tmp_path: Path) -> None:
+    stack = make_stack(
+        tmp_path,
+        STACK_DATABASE_URL="postgresql://u:p@db.example:5432/catalog",
+        STACK_KAFKA_BOOTSTRAP_SERVERS="kafka.example:9092",
+    )
+    assert not {"postgres", "kafka"} & set(programs(stack))
+    assert stack.env()["DATABASE_URL"] == "postgresql://u:p@db.example:5432/catalog"
+    assert stack.env()["KAFKA_BOOTSTRAP_SERVERS"] == "kafka.example:9092"
+
+
+def test_sqlite_ferretdb_needs_no_store(tmp_path: Path) -> None:
+    stack = make_stack(tmp_path, STACK_FERRETDB_BACKEND="sqlite")
+    rendered = programs(stack)
+    assert "mongo-store" not in rendered
+    assert "-handler sqlite" in rendered["mongo"]["command"]
+    with pytest.raises(StackError, match="STACK_FERRETDB_BACKEND"):
+        make_stack(tmp_path / "bad", STACK_FERRETDB_BACKEND="mysql").active()
+
+
+def test_an_extra_relay_is_one_entry(tmp_path: Path) -> None:
+    stack = make_stack(tmp_path, [*PARTS, relay_2()])
+    rendered = programs(stack)
+    assert rendered["relay-2"]["command"] == f"{stack_engine.VENV_BIN}/command-service relay"
+    env = environment(rendered["relay-2"])
+    assert env["COMMAND_RELAY_METRICS_PORT"] == "18013"
+    assert env["DATABASE_URL"] == stack.env()["DATABASE_URL"]
+    assert stack.ports["relay_2_metrics"] == 18013
+    order = [p.name for p in stack.active()]
+    assert order.index("kafka") < order.index("relay-2")
+    assert stack.processes("relay") == ("relay", "relay-2")
+
+
+# --------------------------------------------------------------------------- ports and state
+
+
+def test_the_offset_shifts_every_port(tmp_path: Path) -> None:
+    stack = make_stack(tmp_path, STACK_PORT_OFFSET="1000")
+    assert dict(stack.ports) == {key: port + 1000 for key, port in DEFAULT_PORTS.items()}
+
+
+def test_the_offset_never_lands_on_a_well_known_port(tmp_path: Path) -> None:
+    stack = make_stack(tmp_path, STACK_PORT_OFFSET="10000")
+    assert not set(stack.ports.values()) & stack_engine.WELL_KNOWN_PORTS
+    assert len(set(stack.ports.values())) == len(stack.ports)
+    assert all(port < stack_engine.EPHEMERAL_PORTS for port in stack.ports.values())
+    # 27017, 27018 and 27019 are MongoDB's; FerretDB and the proxy take the next ones.
+    assert stack.ports["mongo"] == 27020
+    assert stack.ports["mongo_proxy"] == 27021
+    assert stack.ports["postgres"] == 25432
+    stack_engine.save_stack(stack)
+    state = json.loads((stack.run_dir / "stack.json").read_text())
+    assert state["ports"]["mongo"] == 27020
+    assert make_stack(tmp_path).ports == state["ports"]  # found again without the offset
+
+
+def test_a_taken_port_moves_to_the_next_free_one(tmp_path: Path, machine: set[int]) -> None:
+    machine.update({15432, 15433, 18080})
+    stack = make_stack(tmp_path)
+    assert stack.ports["postgres"] == 15434
+    assert stack.ports["gateway"] == 18081
+
+
+def test_no_free_port_below_the_ephemeral_range_is_an_error(
+    tmp_path: Path, machine: set[int]
+) -> None:
+    machine.update(range(32000, 32768))
+    with pytest.raises(StackError, match="no free port for postgres below the ephemeral range"):
+        make_stack(tmp_path, STACK_PORT_OFFSET=str(32000 - 15432))
+
+
+def test_an_explicit_port_is_taken_as_given(tmp_path: Path, machine: set[int]) -> None:
+    assert make_stack(tmp_path / "a", STACK_PORT_GATEWAY="28080").ports["gateway"] == 28080
+    machine.add(28080)
+    with pytest.raises(StackError, match=r"port 28080 \(STACK_PORT_GATEWAY\) is in use"):
+        make_stack(tmp_path / "b", STACK_PORT_GATEWAY="28080")
+
+
+def test_a_stack_saved_before_keeps_its_ports_and_servers(tmp_path: Path) -> None:
+    saved = {key: port + 7 for key, port in DEFAULT_PORTS.items()}
+    (tmp_path / "stack").mkdir()
+    state = {"ports": saved, "external": {"kafka": "k:9092"}, "topic": "t.v1"}
+    (tmp_path / "stack" / "stack.json").write_text(json.dumps(state))
+    stack = make_stack(tmp_path, STACK_PORT_OFFSET="10000", STACK_FAULT_INJECTION="1")
+    assert dict(stack.ports) == saved
+    assert stack.external == {"kafka": "k:9092"}
+    assert stack.topic == "t.v1"
+    assert not stack.network_faults
+    stack_engine.save_stack(stack)
+    rewritten = json.loads((stack.run_dir / "stack.json").read_text())
+    assert rewritten == {**state, "network_faults": False}
+
+
+def test_a_stack_of_an_older_layout_keeps_its_ports_and_gets_the_new_ones(tmp_path: Path) -> None:
+    (tmp_path / "stack").mkdir()
+    state = {"ports": {"postgres": 15500}, "external": {}, "topic": "t"}
+    (tmp_path / "stack" / "stack.json").write_text(json.dumps(state))
+    stack = make_stack(tmp_path)
+    assert stack.ports["postgres"] == 15500
+    assert stack.ports["gateway"] == 18080
+
+
+# --------------------------------------------------------------------------- waiting
+
+
+def test_a_wait_returns_once_the_check_succeeds(tmp_path: Path) -> None:
+    answers: Iterator[Exception | bool] = iter([ConnectionRefusedError("refused"), False, True])
+
+    def check() -> bool:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    stack_engine.wait_until("kafka", check, 5, make_stack(tmp_path), "kafka")
+
+
+def test_a_wait_that_times_out_names_the_last_error_and_the_log(tmp_path: Path) -> None:
+    stack = make_stack(tmp_path)
+
+    def refused() -> bool:
+        raise ConnectionRefusedError("127.0.0.1:17017: Connection refused")
+
+    expected = (
+        r"^mongo not healthy after 1s \(ConnectionRefusedError: 127\.0\.0\.1:17017: "
+        rf"Connection refused\); see {re.escape(str(stack.logs))}/mongo\.log$"
+    )
+    with pytest.raises(StackError, match=expected):
+        stack_engine.wait_until("mongo", refused, 0.6, stack, "mongo")
