@@ -13,20 +13,28 @@ from starlette.responses import Response
 
 from catalog_contracts.problems import problem
 from query_service.api.routes import router
-from query_service.read_models import ProductReadModel, ReadModelUnavailable
+from query_service.ports import ReadModel, ReadModelUnavailable
+from query_service.read_models import ProductReadModel
 from query_service.settings import QuerySettings
 from service_runtime.health import health_router
 from service_runtime.middleware import HttpMetrics, MetricsMiddleware
 from service_runtime.problems import install_problem_handlers, problem_response
 
 
-def create_app(settings: QuerySettings | None = None) -> FastAPI:
-    """The query API; its MongoDB client opens on startup and closes on shutdown."""
+def create_app(
+    settings: QuerySettings | None = None, *, read_model: ReadModel | None = None
+) -> FastAPI:
+    """The query API over `read_model`, or over MongoDB (opened on startup, closed on shutdown)."""
     settings = settings or QuerySettings()
     registry = CollectorRegistry()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        if read_model is not None:
+            app.state.read_model = read_model
+            yield
+            return
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             settings.mongodb_url,
             appname="catalog-query",
@@ -35,10 +43,11 @@ def create_app(settings: QuerySettings | None = None) -> FastAPI:
             timeoutMS=settings.mongodb_timeout_ms,
             tz_aware=True,
         )
-        app.state.settings = settings
-        app.state.read_model = ProductReadModel(
+        # Typed as the port, so the type checker holds the adapter to it.
+        mongo: ReadModel = ProductReadModel(
             client[settings.mongodb_database], refresh_seconds=settings.generation_refresh_seconds
         )
+        app.state.read_model = mongo
         try:
             yield
         finally:

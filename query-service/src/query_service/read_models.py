@@ -6,22 +6,22 @@ import base64
 import binascii
 import re
 import time
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
+from catalog_contracts.money import MAX_PRICE, price_to_cents
 from catalog_contracts.read_models import (
     GENERATION_POINTER_ID,
     META_COLLECTION,
     Generation,
     generation_from_pointer,
 )
-
-SortKey = Literal["name", "-name", "price", "-price", "-updated_at"]
+from query_service.ports import InvalidCursor, Page, ReadModelUnavailable, SortKey
+from query_service.ports import ProductFilter as ProductFilter  # callers still name it here
 
 # sort key -> (document field, direction)
 SORTS: dict[str, tuple[str, int]] = {
@@ -42,59 +42,40 @@ LIST_PROJECTION = {
     "updated_at": 1,
 }
 
-
-class ReadModelUnavailable(Exception):
-    """MongoDB could not answer."""
+MAX_PRICE_CENTS = price_to_cents(MAX_PRICE)
 
 
-class InvalidCursor(ValueError):
-    """A cursor this API did not issue for this sort."""
-
-
-@dataclass(frozen=True, slots=True)
-class ProductFilter:
-    status: Literal["active", "discontinued"] = "active"
-    category: str | None = None
-    in_stock: bool | None = None
-    min_price_cents: int | None = None
-    max_price_cents: int | None = None
-    q: str | None = None
-
-    def to_mongo(self) -> dict[str, Any]:
-        """A MongoDB filter in which every user value is a literal, never an operator."""
-        query: dict[str, Any] = {"status": self.status}
-        if self.category is not None:
-            query["category"] = self.category
-        if self.in_stock is not None:
-            query["in_stock"] = self.in_stock
-        price: dict[str, int] = {}
-        if self.min_price_cents is not None:
-            price["$gte"] = self.min_price_cents
-        if self.max_price_cents is not None:
-            price["$lte"] = self.max_price_cents
-        if price:
-            query["price_cents"] = price
-        if self.q:
-            pattern = re.escape(self.q)
-            query["$or"] = [
-                {"name": {"$regex": pattern, "$options": "i"}},
-                {"description": {"$regex": pattern, "$options": "i"}},
-            ]
-        return query
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    items: list[dict[str, Any]]
-    next_cursor: str | None
+def mongo_filter(where: ProductFilter) -> dict[str, Any]:
+    """A MongoDB filter in which every user value is a literal, never an operator."""
+    query: dict[str, Any] = {"status": where.status}
+    if where.category is not None:
+        query["category"] = where.category
+    if where.in_stock is not None:
+        query["in_stock"] = where.in_stock
+    price: dict[str, int] = {}
+    if where.min_price_cents is not None:
+        price["$gte"] = where.min_price_cents
+    if where.max_price_cents is not None:
+        price["$lte"] = where.max_price_cents
+    if price:
+        query["price_cents"] = price
+    if where.q:
+        pattern = re.escape(where.q)
+        query["$or"] = [
+            {"name": {"$regex": pattern, "$options": "i"}},
+            {"description": {"$regex": pattern, "$options": "i"}},
+        ]
+    return query
 
 
 def encode_cursor(sort: str, value: Any, last_id: str) -> str:
+    """The opaque cursor of the page after the document (`value` of the sort field, `last_id`)."""
     raw = orjson.dumps({"s": sort, "v": value, "i": last_id})
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def decode_cursor(cursor: str, sort: str) -> tuple[Any, str]:
+    """The sort-field value and id a cursor resumes after; `InvalidCursor` if not ours."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
@@ -106,6 +87,9 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, str]:
     field, _ = SORTS[sort]
     expected = int if field == "price_cents" else str
     if not isinstance(value, expected) or isinstance(value, bool):
+        raise InvalidCursor("cursor is not one this API issued")
+    # A forged integer past BSON's int64 would fail to encode in the driver (a 500, not a 422).
+    if isinstance(value, int) and not 0 <= value <= MAX_PRICE_CENTS:
         raise InvalidCursor("cursor is not one this API issued")
     return value, data["i"]
 
@@ -136,6 +120,7 @@ class ProductReadModel:
         return self._db[generation.products], self._db[generation.categories]
 
     async def get(self, product_id: str) -> dict[str, Any] | None:
+        """The product document with this id, or None."""
         products, _ = await self._collections()
         try:
             document: dict[str, Any] | None = await products.find_one({"_id": product_id})
@@ -144,11 +129,11 @@ class ProductReadModel:
             raise ReadModelUnavailable(str(exc)) from exc
 
     async def list_products(
-        self, where: ProductFilter, *, sort: str, limit: int, cursor: str | None
+        self, where: ProductFilter, *, sort: SortKey, limit: int, cursor: str | None
     ) -> Page:
         """One page in a total order (sort field, then id), resuming after `cursor`."""
         field, direction = SORTS[sort]
-        query = where.to_mongo()
+        query = mongo_filter(where)
         if cursor is not None:
             value, last_id = decode_cursor(cursor, sort)
             beyond = "$gt" if direction == ASCENDING else "$lt"
@@ -172,6 +157,7 @@ class ProductReadModel:
         return Page(documents, next_cursor)
 
     async def categories(self) -> list[dict[str, Any]]:
+        """The category documents with at least one active product, by category name."""
         _, categories = await self._collections()
         try:
             found = categories.find({"product_count": {"$gt": 0}}).sort("_id", ASCENDING)
@@ -180,4 +166,5 @@ class ProductReadModel:
             raise ReadModelUnavailable(str(exc)) from exc
 
     async def ping(self) -> None:
+        """Return once MongoDB answers a ping."""
         await self._db.command("ping")

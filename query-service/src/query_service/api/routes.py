@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
@@ -12,11 +11,18 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.responses import Response
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_result,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from catalog_contracts.money import PriceError, parse_price, price_to_cents
 from catalog_contracts.problems import problem
 from query_service.api.schemas import CategoryStats, ProductDetail, ProductPage
-from query_service.read_models import InvalidCursor, ProductFilter, ProductReadModel, SortKey
+from query_service.ports import InvalidCursor, ProductFilter, ReadModel, SortKey
 from query_service.settings import QuerySettings
 from service_runtime.problems import problem_response
 
@@ -34,18 +40,20 @@ def get_and_head(path: str, **options: Any) -> Callable[[Endpoint], Endpoint]:
     return register
 
 
-def get_read_model(request: Request) -> ProductReadModel:
-    model: ProductReadModel = request.app.state.read_model
+def get_read_model(request: Request) -> ReadModel:
+    """The read model the composition root put in the app state."""
+    model: ReadModel = request.app.state.read_model
     return model
 
 
 def get_settings(request: Request) -> QuerySettings:
+    """The settings the app was created with."""
     settings: QuerySettings = request.app.state.settings
     return settings
 
 
-ReadModel = Annotated[ProductReadModel, Depends(get_read_model)]
-Settings = Annotated[QuerySettings, Depends(get_settings)]
+ReadModelDep = Annotated[ReadModel, Depends(get_read_model)]
+SettingsDep = Annotated[QuerySettings, Depends(get_settings)]
 
 _JSON = "application/json"
 
@@ -67,7 +75,7 @@ def _cents(parameter: str, value: str | None) -> int | None:
 
 @get_and_head("/products", response_model=ProductPage, summary="List products")
 async def list_products(
-    read_model: ReadModel,
+    read_model: ReadModelDep,
     category: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
     in_stock: bool | None = None,
     min_price: Annotated[str | None, Query(max_length=20)] = None,
@@ -78,6 +86,10 @@ async def list_products(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(min_length=1, max_length=1000)] = None,
 ) -> Response:
+    # No product's category holds a NUL (PostgreSQL text cannot) and FerretDB fails on one in a
+    # filter: a 503 would have the client retry what can never succeed.
+    if category is not None and "\x00" in category:
+        raise _invalid("category", "must not contain NUL characters")
     low, high = _cents("min_price", min_price), _cents("max_price", max_price)
     if low is not None and high is not None and low > high:
         raise _invalid("max_price", "must not be below min_price")
@@ -144,6 +156,40 @@ def _etag_matches(if_none_match: str | None, version: int) -> bool:
     return "*" in tags or f'"{version}"' in tags
 
 
+async def _read_until_version(
+    read_model: ReadModel, key: str, min_version: int, wait: float, settings: QuerySettings
+) -> dict[str, Any] | None:
+    """Read the document until it reaches `min_version` or `wait` seconds have passed.
+
+    MIN_VERSION_POLL: re-read after `min_version_poll_seconds`, then 25% later each time up to
+    `min_version_poll_max_seconds`, the last pause cut to the deadline, so many waiting
+    readers do not keep the store (and the projector they wait for) busy. A store error ends
+    the wait at once.
+    """
+    deadline = time.monotonic() + wait
+    growing = wait_exponential(
+        multiplier=settings.min_version_poll_seconds,
+        exp_base=1.25,
+        max=settings.min_version_poll_max_seconds,
+    )
+
+    def pause(state: RetryCallState) -> float:
+        return min(growing(state), max(0.0, deadline - time.monotonic()))
+
+    def behind(document: dict[str, Any] | None) -> bool:
+        return document is None or document["version"] < min_version
+
+    polling = AsyncRetrying(
+        retry=retry_if_result(behind),
+        wait=pause,
+        stop=stop_after_delay(wait),
+        # Out of time: the last document read, for the 503 to say how far behind it is.
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+    )
+    document: dict[str, Any] | None = await polling(read_model.get, key)
+    return document
+
+
 @get_and_head(
     "/products/{product_id}",
     response_model=ProductDetail,
@@ -157,8 +203,8 @@ def _etag_matches(if_none_match: str | None, version: int) -> bool:
 async def get_product(
     request: Request,
     product_id: UUID,
-    read_model: ReadModel,
-    settings: Settings,
+    read_model: ReadModelDep,
+    settings: SettingsDep,
     min_version: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     if_none_match: Annotated[str | None, Header(max_length=200)] = None,
     prefer: Annotated[
@@ -167,27 +213,23 @@ async def get_product(
     ] = None,
 ) -> Response:
     key = str(product_id)
-    document = await read_model.get(key)
-    if min_version is not None:
+    if min_version is None:
+        document = await read_model.get(key)
+    else:
         wait = min(settings.min_version_wait_seconds, _preferred_wait(prefer))
-        deadline = time.monotonic() + wait
-        pause = settings.min_version_poll_seconds
-        while document is None or document["version"] < min_version:
-            if time.monotonic() >= deadline:
-                current = None if document is None else document["version"]
-                return problem_response(
-                    problem(
-                        503,
-                        "read-model-behind",
-                        f"the read model has not reached version {min_version} yet",
-                        instance=request.url.path,
-                        current_version=current,
-                    ),
-                    {"Retry-After": "1"},
-                )
-            await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-            pause = min(pause * 1.25, settings.min_version_poll_max_seconds)
-            document = await read_model.get(key)
+        document = await _read_until_version(read_model, key, min_version, wait, settings)
+        if document is None or document["version"] < min_version:
+            current = None if document is None else document["version"]
+            return problem_response(
+                problem(
+                    503,
+                    "read-model-behind",
+                    f"the read model has not reached version {min_version} yet",
+                    instance=request.url.path,
+                    current_version=current,
+                ),
+                {"Retry-After": "1"},
+            )
     if document is None:
         return problem_response(
             problem(
@@ -205,7 +247,7 @@ async def get_product(
     response_model=list[CategoryStats],
     summary="Category statistics",
 )
-async def list_categories(read_model: ReadModel) -> Response:
+async def list_categories(read_model: ReadModelDep) -> Response:
     rows = [
         {
             "category": d["_id"],
