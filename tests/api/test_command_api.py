@@ -381,3 +381,174 @@ async def test_the_openapi_document_names_every_command(client: httpx.AsyncClien
     assert set(paths["/api/v1/products/{product_id}/stock-adjustments"]) == {"post"}
     create_parameters = {p["name"] for p in paths["/api/v1/products"]["post"]["parameters"]}
     assert {"idempotency-key", "if-match"} <= create_parameters
+
+
+# -------------------------------------------------------------------------------- reviews
+
+REVIEW = {"rating": 4, "title": "Makes a fine espresso", "body": "Loud, but quick."}
+
+
+async def submit(
+    client: httpx.AsyncClient, product_id: str, author: str = "ada", **changes: Any
+) -> httpx.Response:
+    return await client.post(
+        f"/api/v1/products/{product_id}/reviews",
+        json={**REVIEW, **changes},
+        headers={"X-Review-Author": author},
+    )
+
+
+async def test_a_review_is_created_with_201_and_its_event(
+    client: httpx.AsyncClient, store: FakeStore
+) -> None:
+    product_id = await create(client)
+    response = await submit(client, product_id)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body == {"id": body["id"], "product_id": product_id, "version": 1}
+    assert response.headers["location"] == f"/api/v1/reviews/{body['id']}"
+    review = store.reviews[UUID(body["id"])]
+    assert (review.rating, review.author, review.status) == (4, "ada", "published")
+    event = store.outbox[-1].event
+    assert (event.event_type, event.aggregate_type, event.aggregate_id) == (
+        "ReviewSubmitted",
+        "review",
+        UUID(body["id"]),
+    )
+    assert event.state.product_id == UUID(product_id)
+    # The product itself did not change.
+    assert store.products[UUID(product_id)].version == 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"rating": 0}, "rating"),
+        ({"rating": 6}, "rating"),
+        ({"rating": 4.5}, "rating"),
+        ({"rating": "5"}, "rating"),
+        ({"rating": True}, "rating"),
+        ({"title": ""}, "title"),
+        ({"title": "   "}, "title"),
+        ({"title": "t" * 201}, "title"),
+        ({"body": "b" * 5001}, "body"),
+        ({"stars": 5}, "stars"),
+    ],
+)
+async def test_bad_review_fields_are_named(
+    client: httpx.AsyncClient, store: FakeStore, changes: dict[str, Any], field: str
+) -> None:
+    product_id = await create(client)
+    assert_problem(await submit(client, product_id, **changes), 422, field)
+    assert store.reviews == {}
+    assert len(store.outbox) == 1
+
+
+async def test_a_review_without_its_author_header_is_a_422(client: httpx.AsyncClient) -> None:
+    product_id = await create(client)
+    response = await client.post(f"/api/v1/products/{product_id}/reviews", json=REVIEW)
+    assert_problem(response, 422, "x-review-author")
+
+
+async def test_the_author_is_not_a_body_field(client: httpx.AsyncClient) -> None:
+    product_id = await create(client)
+    response = await client.post(
+        f"/api/v1/products/{product_id}/reviews",
+        json={**REVIEW, "author": "mallory"},
+        headers={"X-Review-Author": "ada"},
+    )
+    assert_problem(response, 422, "author")
+
+
+async def test_a_rating_of_five_point_zero_is_five(client: httpx.AsyncClient) -> None:
+    # JSON Schema counts 5.0 as an integer.
+    product_id = await create(client)
+    assert (await submit(client, product_id, rating=5.0)).status_code == 201
+
+
+async def test_a_review_of_an_unknown_product_is_a_404(
+    client: httpx.AsyncClient, store: FakeStore
+) -> None:
+    assert_problem(await submit(client, str(uuid4())), 404)
+    assert store.reviews == {}
+
+
+async def test_a_review_of_a_discontinued_product_is_a_409(
+    client: httpx.AsyncClient, store: FakeStore
+) -> None:
+    product_id = await create(client)
+    await client.delete(f"/api/v1/products/{product_id}")
+    response = await submit(client, product_id)
+    assert_problem(response, 409)
+    assert response.json()["type"].endswith("product-discontinued")
+    assert store.reviews == {}
+
+
+async def test_one_published_review_per_author_and_product(
+    client: httpx.AsyncClient, store: FakeStore
+) -> None:
+    product_id, other_product = await create(client), await create(client)
+    first = await submit(client, product_id, author="ada")
+    again = await submit(client, product_id, author="ada", rating=1)
+    assert_problem(again, 409)
+    assert again.json()["type"].endswith("duplicate-review")
+    assert again.json()["review_id"] == first.json()["id"]
+    # Another author, or the same author on another product, may review.
+    assert (await submit(client, product_id, author="grace")).status_code == 201
+    assert (await submit(client, other_product, author="ada")).status_code == 201
+    assert len(store.reviews) == 3
+
+
+async def test_concurrent_reviews_of_one_author_publish_one(
+    client: httpx.AsyncClient, store: FakeStore
+) -> None:
+    product_id = await create(client)
+    responses = await asyncio.gather(*(submit(client, product_id) for _ in range(8)))
+    assert sorted(r.status_code for r in responses) == [201] + [409] * 7
+    assert len(store.reviews) == 1
+
+
+async def test_removing_a_review_answers_200_then_409(
+    client: httpx.AsyncClient, store: FakeStore
+) -> None:
+    product_id = await create(client)
+    review_id = (await submit(client, product_id)).json()["id"]
+    removed = await client.request(
+        "DELETE", f"/api/v1/reviews/{review_id}", json={"reason": "off topic"}
+    )
+    assert (removed.status_code, removed.json()) == (200, {"id": review_id, "version": 2})
+    assert removed.headers["etag"] == '"2"'
+    assert store.reviews[UUID(review_id)].status == "removed"
+    assert store.outbox[-1].event.event_type == "ReviewRemoved"
+    again = await client.delete(f"/api/v1/reviews/{review_id}")
+    assert_problem(again, 409)
+    assert again.json()["type"].endswith("review-already-removed")
+    # Once removed, the author may publish a new review of the product.
+    assert (await submit(client, product_id)).status_code == 201
+
+
+async def test_removing_an_unknown_review_is_a_404(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.delete(f"/api/v1/reviews/{uuid4()}"), 404)
+
+
+async def test_removing_a_review_honours_if_match(
+    client: httpx.AsyncClient, store: FakeStore
+) -> None:
+    product_id = await create(client)
+    review_id = (await submit(client, product_id)).json()["id"]
+    stale = await client.delete(f"/api/v1/reviews/{review_id}", headers={"If-Match": '"3"'})
+    assert_problem(stale, 412)
+    assert store.reviews[UUID(review_id)].status == "published"
+
+
+async def test_a_retried_review_replays(client: httpx.AsyncClient, store: FakeStore) -> None:
+    product_id = await create(client)
+    headers = {"X-Review-Author": "ada", "Idempotency-Key": "review-1"}
+    url = f"/api/v1/products/{product_id}/reviews"
+    first = await client.post(url, json=REVIEW, headers=headers)
+    again = await client.post(url, json=REVIEW, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json() == first.json()
+    assert again.headers["location"] == first.headers["location"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert len(store.reviews) == 1

@@ -36,7 +36,7 @@ async def test_reconcile_finds_and_repairs_exactly_the_corrupted_documents(
             ),
             RequestContext(),
         )
-        ids.append(created.outcome.product_id)
+        ids.append(created.outcome.aggregate_id)
     await handlers.adjust_stock(AdjustStock(ids[0], 5), RequestContext())
     await handlers.discontinue(Discontinue(ids[1]), RequestContext())
 

@@ -30,7 +30,7 @@ def laptop(stock: int = 5) -> CreateProduct:
 async def test_create_writes_row_and_outbox_event_in_one_transaction(pg_pool: asyncpg.Pool) -> None:
     handlers = CommandHandlers(UnitOfWorkFactory(pg_pool))
     result = await handlers.create_product(laptop(), RequestContext(correlation_id="c-1"))
-    product_id = result.outcome.product_id
+    product_id = result.outcome.aggregate_id
     async with pg_pool.acquire() as conn:
         row = await conn.fetchrow("SELECT * FROM products WHERE id = $1", product_id)
         outbox = await conn.fetch("SELECT * FROM outbox WHERE aggregate_id = $1", product_id)
@@ -49,7 +49,7 @@ async def test_create_writes_row_and_outbox_event_in_one_transaction(pg_pool: as
 async def test_rejected_command_leaves_no_row_and_no_event(pg_pool: asyncpg.Pool) -> None:
     handlers = CommandHandlers(UnitOfWorkFactory(pg_pool))
     created = await handlers.create_product(laptop(stock=1), RequestContext())
-    product_id = created.outcome.product_id
+    product_id = created.outcome.aggregate_id
     with pytest.raises(InsufficientStock):
         await handlers.adjust_stock(AdjustStock(product_id, -2), RequestContext())
     with pytest.raises(InvalidValue):
@@ -66,7 +66,7 @@ async def test_rejected_command_leaves_no_row_and_no_event(pg_pool: asyncpg.Pool
 async def test_concurrent_adjustments_never_oversell(pg_pool: asyncpg.Pool) -> None:
     handlers = CommandHandlers(UnitOfWorkFactory(pg_pool))
     created = await handlers.create_product(laptop(stock=20), RequestContext())
-    product_id = created.outcome.product_id
+    product_id = created.outcome.aggregate_id
 
     async def take_one() -> bool:
         try:

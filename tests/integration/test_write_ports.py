@@ -86,7 +86,7 @@ async def test_same_key_same_body_replays_and_creates_once(backend: Backend) -> 
 async def test_a_retried_stock_adjustment_is_applied_once(backend: Backend) -> None:
     units, _, outbox = backend
     handlers = CommandHandlers(units)
-    product_id = (await handlers.create_product(BODY, RequestContext())).outcome.product_id
+    product_id = (await handlers.create_product(BODY, RequestContext())).outcome.aggregate_id
     first = await handlers.adjust_stock(AdjustStock(product_id, -1), keyed("take-1"))
     again = await handlers.adjust_stock(AdjustStock(product_id, -1), keyed("take-1"))
     assert (first.outcome.stock, first.outcome.version) == (2, 2)
@@ -103,7 +103,7 @@ async def test_keys_belong_to_their_caller(backend: Backend) -> None:
     alice = await handlers.create_product(BODY, keyed("k", caller="alice"))
     bob = await handlers.create_product(OTHER, keyed("k", caller="bob"))
     assert not bob.replayed
-    assert alice.outcome.product_id != bob.outcome.product_id
+    assert alice.outcome.aggregate_id != bob.outcome.aggregate_id
     assert await products() == 2
 
 
@@ -124,7 +124,7 @@ async def test_a_concurrent_duplicate_in_flight_is_refused(backend: Backend) -> 
 async def test_a_refused_command_stores_no_key(backend: Backend) -> None:
     units, _, outbox = backend
     handlers = CommandHandlers(units)
-    product_id = (await handlers.create_product(BODY, RequestContext())).outcome.product_id
+    product_id = (await handlers.create_product(BODY, RequestContext())).outcome.aggregate_id
     with pytest.raises(Exception, match="in stock"):
         await handlers.adjust_stock(AdjustStock(product_id, -5), keyed("too-many"))
     # Nothing was kept of the refusal: the same key with a smaller change is a first request.
@@ -146,7 +146,7 @@ async def test_keys_expire(backend: Backend) -> None:
 async def test_concurrent_adjustments_serialize_and_never_oversell(backend: Backend) -> None:
     units, _, outbox = backend
     handlers = CommandHandlers(units)
-    product_id = (await handlers.create_product(BODY, RequestContext())).outcome.product_id
+    product_id = (await handlers.create_product(BODY, RequestContext())).outcome.aggregate_id
 
     async def take_one() -> int | None:
         try:
@@ -164,7 +164,7 @@ async def test_concurrent_adjustments_serialize_and_never_oversell(backend: Back
 async def test_if_match_conflicts_leave_nothing(backend: Backend) -> None:
     units, _, outbox = backend
     handlers = CommandHandlers(units)
-    product_id = (await handlers.create_product(BODY, RequestContext())).outcome.product_id
+    product_id = (await handlers.create_product(BODY, RequestContext())).outcome.aggregate_id
     with pytest.raises(VersionMismatch):
         await handlers.change_price(
             ChangePrice(product_id, "5.00"), RequestContext(expected_version=2)

@@ -17,14 +17,18 @@ from uuid import UUID
 import orjson
 from uuid6 import uuid7
 
-from catalog_contracts.events import CURRENT_SCHEMA_VERSION, EVENT_MODELS, ProductEvent
+from catalog_contracts.events import CURRENT_SCHEMA_VERSION, EVENT_MODELS, CatalogEvent
 from command_service.domain.errors import (
+    DuplicateReview,
     IdempotencyKeyInFlight,
     IdempotencyKeyReused,
+    ProductDiscontinued,
     ProductNotFound,
+    ReviewNotFound,
     VersionMismatch,
 )
 from command_service.domain.model import DetailField, PendingEvent, Product
+from command_service.domain.review import Review
 from command_service.metrics import CommandMetrics
 from command_service.ports import (
     CommandName,
@@ -47,6 +51,8 @@ class RequestContext:
     idempotency_key: str | None = None
     # Who asks; idempotency keys are scoped to it ("" until requests are authenticated).
     caller: str = ""
+    # Who causes the change, as events record it (None until requests are authenticated).
+    actor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,15 +90,39 @@ class Discontinue:
 
 
 @dataclass(frozen=True, slots=True)
+class SubmitReview:
+    product_id: UUID
+    rating: int
+    title: str
+    body: str | None
+    # Until requests are authenticated, the route takes it from a header.
+    author: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveReview:
+    review_id: UUID
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CommandResult:
     """Outcome of an accepted command, and the events it recorded (none when replayed)."""
 
     outcome: Outcome
-    events: list[ProductEvent] = field(default_factory=list)
+    events: list[CatalogEvent] = field(default_factory=list)
     replayed: bool = False
 
 
-Command = CreateProduct | UpdateDetails | ChangePrice | AdjustStock | Discontinue
+Command = (
+    CreateProduct
+    | UpdateDetails
+    | ChangePrice
+    | AdjustStock
+    | Discontinue
+    | SubmitReview
+    | RemoveReview
+)
 
 
 def request_fingerprint(command: Command) -> str:
@@ -148,6 +178,56 @@ class CommandHandlers:
             return CommandResult(_outcome("create_product", product, created=True), [event])
 
         return await self._execute("create_product", command, context, create)
+
+    async def submit_review(self, command: SubmitReview, context: RequestContext) -> CommandResult:
+        """Publish a review of an active product; one published review per author and product."""
+
+        async def submit(uow: UnitOfWork) -> CommandResult:
+            # The product's row lock serializes its reviews (and a discontinuation), so two
+            # reviews of one author cannot both pass the check below.
+            product = await uow.products.get_for_update(command.product_id)
+            if product is None:
+                raise ProductNotFound(command.product_id)
+            if product.status == "discontinued":
+                raise ProductDiscontinued(product.id)
+            review, pending = Review.submit(
+                review_id=self._new_id(),
+                product_id=product.id,
+                rating=command.rating,
+                title=command.title,
+                body=command.body,
+                author=command.author,
+                now=self._clock(),
+            )
+            existing = await uow.reviews.published_by(product.id, review.author)
+            if existing is not None:
+                raise DuplicateReview(product.id, review.author, existing.id)
+            await uow.reviews.add(review)
+            event = self._envelope(review, pending, context)
+            await uow.outbox.append(event, traceparent=context.traceparent)
+            return CommandResult(_review_outcome("submit_review", review, created=True), [event])
+
+        return await self._execute("submit_review", command, context, submit)
+
+    async def remove_review(self, command: RemoveReview, context: RequestContext) -> CommandResult:
+        """Take a review down (moderation)."""
+
+        async def remove(uow: UnitOfWork) -> CommandResult:
+            current = await uow.reviews.get_for_update(command.review_id)
+            if current is None:
+                raise ReviewNotFound(command.review_id)
+            expected = context.expected_version
+            if expected is not None and expected != current.version:
+                raise VersionMismatch(
+                    current.id, expected=expected, actual=current.version, kind="review"
+                )
+            review, pending = current.remove(reason=command.reason, now=self._clock())
+            await uow.reviews.update(review)
+            event = self._envelope(review, pending, context)
+            await uow.outbox.append(event, traceparent=context.traceparent)
+            return CommandResult(_review_outcome("remove_review", review), [event])
+
+        return await self._execute("remove_review", command, context, remove)
 
     async def update_details(
         self, command: UpdateDetails, context: RequestContext
@@ -241,22 +321,27 @@ class CommandHandlers:
             return result
 
     def _envelope(
-        self, product: Product, pending: PendingEvent, context: RequestContext
-    ) -> ProductEvent:
+        self, aggregate: Product | Review, pending: PendingEvent, context: RequestContext
+    ) -> CatalogEvent:
         model: Any = EVENT_MODELS[pending.event_type]
-        event: ProductEvent = model(
+        event: CatalogEvent = model(
             event_id=self._new_id(),
             schema_version=CURRENT_SCHEMA_VERSION[pending.event_type],
-            aggregate_id=product.id,
-            aggregate_version=product.version,
-            occurred_at=product.updated_at,
+            aggregate_id=aggregate.id,
+            aggregate_version=aggregate.version,
+            occurred_at=aggregate.updated_at,
+            actor=context.actor,
             correlation_id=context.correlation_id,
             causation_id=context.causation_id,
             data=pending.data,
-            state=product.to_state(),
+            state=aggregate.to_state(),
         )
         return event
 
 
 def _outcome(name: CommandName, product: Product, *, created: bool = False) -> Outcome:
-    return Outcome(name, product.id, product.version, product.stock, created=created)
+    return Outcome(name, product.id, product.version, created=created, stock=product.stock)
+
+
+def _review_outcome(name: CommandName, review: Review, *, created: bool = False) -> Outcome:
+    return Outcome(name, review.id, review.version, created=created, product_id=review.product_id)

@@ -14,8 +14,9 @@ from types import TracebackType
 from typing import Any, Literal, Protocol, Self
 from uuid import UUID
 
-from catalog_contracts.events import ProductEvent
+from catalog_contracts.events import CatalogEvent
 from command_service.domain.model import Product
+from command_service.domain.review import Review
 
 
 class StorageUnavailable(Exception):
@@ -23,7 +24,13 @@ class StorageUnavailable(Exception):
 
 
 CommandName = Literal[
-    "create_product", "update_details", "change_price", "adjust_stock", "discontinue"
+    "create_product",
+    "update_details",
+    "change_price",
+    "adjust_stock",
+    "discontinue",
+    "submit_review",
+    "remove_review",
 ]
 
 
@@ -35,30 +42,37 @@ class Outcome:
     """
 
     command: CommandName
-    product_id: UUID
+    # The product's id, or the review's for a review command.
+    aggregate_id: UUID
     version: int
-    stock: int
     created: bool = False
+    # A product's stock after the change (what a stock adjustment answers).
+    stock: int | None = None
+    # A review's product.
+    product_id: UUID | None = None
 
     def to_document(self) -> dict[str, Any]:
         """The outcome as JSON, as the idempotency store keeps it."""
         return {
             "command": self.command,
-            "product_id": str(self.product_id),
+            "aggregate_id": str(self.aggregate_id),
             "version": self.version,
-            "stock": self.stock,
             "created": self.created,
+            "stock": self.stock,
+            "product_id": None if self.product_id is None else str(self.product_id),
         }
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> Outcome:
         """The outcome `to_document` wrote."""
+        product_id = document.get("product_id")
         return cls(
             command=document["command"],
-            product_id=UUID(document["product_id"]),
+            aggregate_id=UUID(document["aggregate_id"]),
             version=int(document["version"]),
-            stock=int(document["stock"]),
             created=bool(document["created"]),
+            stock=document.get("stock"),
+            product_id=None if product_id is None else UUID(product_id),
         )
 
 
@@ -86,10 +100,30 @@ class ProductRepository(Protocol):
         ...
 
 
+class ReviewRepository(Protocol):
+    """Reviews of the write model, read and written inside a unit of work."""
+
+    async def get_for_update(self, review_id: UUID) -> Review | None:
+        """The review, locked until the unit of work ends."""
+        ...
+
+    async def published_by(self, product_id: UUID, author: str) -> Review | None:
+        """The author's published review of the product, if any."""
+        ...
+
+    async def add(self, review: Review) -> None:
+        """Insert a new review."""
+        ...
+
+    async def update(self, review: Review) -> None:
+        """Write back a review read with `get_for_update` (its version is one higher)."""
+        ...
+
+
 class Outbox(Protocol):
     """The transactional outbox: events committed with the change that produced them."""
 
-    async def append(self, event: ProductEvent, *, traceparent: str | None = None) -> None:
+    async def append(self, event: CatalogEvent, *, traceparent: str | None = None) -> None:
         """Record an event in the unit of work's transaction."""
         ...
 
@@ -117,6 +151,9 @@ class UnitOfWork(Protocol):
 
     @property
     def products(self) -> ProductRepository: ...
+
+    @property
+    def reviews(self) -> ReviewRepository: ...
 
     @property
     def outbox(self) -> Outbox: ...

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from catalog_contracts.codec import EventDecodeError, decode_event
+from catalog_contracts.codec import EventDecodeError, decode_product_event
 from catalog_contracts.events import ProductEvent
 from catalog_read_models.writer import ApplyResult, ReadModelUnavailable, ReadModelWriter
 from projector.metrics import ProjectorMetrics
@@ -151,7 +151,7 @@ class Projector:
         for tp, messages in records.items():
             for message in messages:
                 try:
-                    batch.events.append(decode_event(message.value))
+                    batch.events.append(decode_product_event(message.value))
                 except EventDecodeError as exc:
                     batch.poison.append((message, exc))
             batch.offsets[tp] = messages[-1].offset + 1

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import AsyncMongoClient
 
-from catalog_contracts.codec import EventDecodeError, decode_event
+from catalog_contracts.codec import EventDecodeError, decode_product_event
 from catalog_contracts.read_models import (
     GENERATION_POINTER_ID,
     META_COLLECTION,
@@ -71,7 +71,7 @@ class _Replay:
                     if message.offset >= targets[tp]:
                         break
                     try:
-                        events.append(decode_event(message.value))
+                        events.append(decode_product_event(message.value))
                     except EventDecodeError:
                         self.undecodable += 1  # the live projector dead-lettered it already
                     done += 1

@@ -8,11 +8,17 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
-from catalog_contracts.events import CURRENT_SCHEMA_VERSION, ProductEvent
+from catalog_contracts.events import (
+    CURRENT_SCHEMA_VERSION,
+    PRODUCT_EVENT_CLASSES,
+    PRODUCT_EVENT_TYPES,
+    CatalogEvent,
+    ProductEvent,
+)
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
-_EVENT_ADAPTER: TypeAdapter[ProductEvent] = TypeAdapter(ProductEvent)
+_EVENT_ADAPTER: TypeAdapter[CatalogEvent] = TypeAdapter(CatalogEvent)
 # (event_type, schema_version) -> function lifting that version's raw document one version up.
 _UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 
@@ -39,12 +45,12 @@ def register_upcaster(event_type: str, from_version: int) -> Callable[[Upcaster]
     return decorate
 
 
-def encode_event(event: ProductEvent) -> bytes:
+def encode_event(event: CatalogEvent) -> bytes:
     """Serialize an event to its wire form."""
     return orjson.dumps(event.model_dump(mode="json"))
 
 
-def event_to_document(event: ProductEvent) -> dict[str, Any]:
+def event_to_document(event: CatalogEvent) -> dict[str, Any]:
     """The JSON-compatible document of an event (what the outbox stores)."""
     return event.model_dump(mode="json")
 
@@ -75,7 +81,7 @@ def upcast(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
-def decode_document(document: Any) -> ProductEvent:
+def decode_document(document: Any) -> CatalogEvent:
     """Validate a JSON-compatible event document (upcasting it first)."""
     if not isinstance(document, dict):
         raise EventDecodeError("not_an_object", "an event must be a JSON object")
@@ -86,7 +92,7 @@ def decode_document(document: Any) -> ProductEvent:
         raise EventDecodeError("schema_validation", _summarize(exc)) from None
 
 
-def decode_event(payload: bytes | None) -> ProductEvent:
+def decode_event(payload: bytes | None) -> CatalogEvent:
     """Parse wire bytes into an event, or raise EventDecodeError saying why not."""
     if payload is None:
         raise EventDecodeError("empty", "message has no value")
@@ -95,6 +101,25 @@ def decode_event(payload: bytes | None) -> ProductEvent:
     except orjson.JSONDecodeError as exc:
         raise EventDecodeError("invalid_json", str(exc)) from None
     return decode_document(document)
+
+
+def decode_product_event(payload: bytes | None) -> ProductEvent:
+    """Like `decode_event`, for a reader of the products topic: a review's event is an error."""
+    event = decode_event(payload)
+    if not isinstance(event, PRODUCT_EVENT_CLASSES):
+        raise EventDecodeError(
+            "unexpected_aggregate", f"{event.event_type} is a {event.aggregate_type}'s event"
+        )
+    return event
+
+
+def _envelope_1_to_2(document: dict[str, Any]) -> dict[str, Any]:
+    """Envelope schema 1 knew one aggregate, the product, and no actor."""
+    return {**document, "aggregate_type": "product", "actor": None}
+
+
+for _event_type in PRODUCT_EVENT_TYPES:
+    register_upcaster(_event_type, 1)(_envelope_1_to_2)
 
 
 def _summarize(exc: ValidationError) -> str:

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
-from catalog_contracts.events import Contract, ProductState, ProductStatus, format_timestamp
+from catalog_contracts.events import (
+    Contract,
+    ProductState,
+    ProductStatus,
+    ReviewState,
+    ReviewStatus,
+    format_timestamp,
+)
 from catalog_contracts.money import format_price, price_to_cents
 
 PRODUCTS_COLLECTION = "products"
 CATEGORIES_COLLECTION = "categories"
+PRODUCT_LIST_COLLECTION = "product_list"
+PRODUCT_DETAIL_COLLECTION = "product_detail"
+REVIEWS_COLLECTION = "reviews"
+# The projector's own per-product tally of reviews, from which both product documents take
+# their rating figures; not served.
+RATINGS_COLLECTION = "product_ratings"
+# How many of the newest published reviews the product page shows.
+LATEST_REVIEWS = 5
 
 
 class ProductDocument(Contract):
@@ -44,6 +60,82 @@ class CategoryDocument(Contract):
     max_price_cents: int
 
 
+RatingStars = Literal["1", "2", "3", "4", "5"]
+
+
+class Rating(Contract):
+    """A product's rating: what its published reviews give, exactly."""
+
+    count: int
+    # Mean of the published ratings as a decimal string with two places; null without reviews.
+    average: str | None
+    distribution: dict[RatingStars, int]
+
+
+class LatestReview(Contract):
+    id: str
+    rating: int
+    title: str
+    author: str
+    created_at: str
+
+
+class ProductListDocument(Contract):
+    """One product as lists show it (`product_list`); `_id` is the product id as text."""
+
+    id: str = Field(alias="_id")
+    name: str
+    category: str
+    price: str
+    price_cents: int
+    in_stock: bool
+    status: ProductStatus
+    updated_at: str
+    version: int
+    rating_average: str | None
+    rating_count: int
+    # The average in hundredths, -1 without reviews: `sort=-rating` puts every rated product
+    # before the unrated ones, ties by id.
+    rating_sort: int
+    # The revision of the product's review tally these figures come from (never goes back).
+    rating_rev: int
+
+
+class ProductDetailDocument(Contract):
+    """Everything the product page shows (`product_detail`), in one document."""
+
+    id: str = Field(alias="_id")
+    name: str
+    description: str | None
+    category: str
+    price: str
+    price_cents: int
+    stock: int
+    in_stock: bool
+    status: ProductStatus
+    version: int
+    created_at: str
+    updated_at: str
+    rating: Rating
+    latest_reviews: list[LatestReview]
+    rating_rev: int
+
+
+class ReviewDocument(Contract):
+    """One review (`reviews`), published or removed; `_id` is the review id as text."""
+
+    id: str = Field(alias="_id")
+    product_id: str
+    rating: int
+    title: str
+    body: str | None
+    author: str
+    status: ReviewStatus
+    version: int
+    created_at: str
+    updated_at: str
+
+
 def product_document(state: ProductState) -> dict[str, Any]:
     """The read document a product state projects to (timestamps as sortable RFC 3339 text)."""
     return {
@@ -62,40 +154,85 @@ def product_document(state: ProductState) -> dict[str, Any]:
     }
 
 
+def review_document(state: ReviewState) -> dict[str, Any]:
+    """The read document a review state projects to."""
+    return {
+        "_id": str(state.id),
+        "product_id": str(state.product_id),
+        "rating": state.rating,
+        "title": state.title,
+        "body": state.body,
+        "author": state.author,
+        "status": state.status,
+        "version": state.version,
+        "created_at": format_timestamp(state.created_at),
+        "updated_at": format_timestamp(state.updated_at),
+    }
+
+
 # The live generation of read-model collections is named by one pointer document, so a rebuild
 # can fill new collections while the old ones serve, then switch every reader with one write.
 META_COLLECTION = "read_model_meta"
 GENERATION_POINTER_ID = "live_generation"
 
 
+# Every collection a generation holds, by its logical name.
+GENERATION_COLLECTIONS = (
+    PRODUCTS_COLLECTION,
+    PRODUCT_LIST_COLLECTION,
+    PRODUCT_DETAIL_COLLECTION,
+    REVIEWS_COLLECTION,
+    RATINGS_COLLECTION,
+    CATEGORIES_COLLECTION,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Generation:
-    """One set of read-model collections."""
+    """One set of read-model collections: logical name -> the collection that holds it."""
 
     name: str
-    products: str
-    categories: str
+    collections: Mapping[str, str]
+
+    def collection(self, logical: str) -> str:
+        """The physical name of a read model's collection in this generation."""
+        default = logical if self.name == "base" else f"{logical}_{self.name}"
+        return self.collections.get(logical, default)
+
+    @property
+    def products(self) -> str:
+        return self.collection(PRODUCTS_COLLECTION)
+
+    @property
+    def categories(self) -> str:
+        return self.collection(CATEGORIES_COLLECTION)
 
 
-BASE_GENERATION = Generation("base", PRODUCTS_COLLECTION, CATEGORIES_COLLECTION)
+BASE_GENERATION = Generation("base", {name: name for name in GENERATION_COLLECTIONS})
 
 
 def generation_named(name: str) -> Generation:
     """The collections of a rebuilt generation."""
-    return Generation(name, f"{PRODUCTS_COLLECTION}_{name}", f"{CATEGORIES_COLLECTION}_{name}")
+    return Generation(name, {logical: f"{logical}_{name}" for logical in GENERATION_COLLECTIONS})
 
 
 def generation_from_pointer(pointer: dict[str, Any] | None) -> Generation:
     """The generation a pointer document names (no pointer: the base collections)."""
     if not pointer:
         return BASE_GENERATION
-    return Generation(pointer["name"], pointer["products"], pointer["categories"])
+    if "collections" in pointer:
+        return Generation(pointer["name"], dict(pointer["collections"]))
+    # A pointer written before generations named their collections in a map.
+    return Generation(
+        pointer["name"],
+        {PRODUCTS_COLLECTION: pointer["products"], CATEGORIES_COLLECTION: pointer["categories"]},
+    )
 
 
 def pointer_document(generation: Generation) -> dict[str, Any]:
+    """The pointer document that makes `generation` the live one."""
     return {
         "_id": GENERATION_POINTER_ID,
         "name": generation.name,
-        "products": generation.products,
-        "categories": generation.categories,
+        "collections": dict(generation.collections),
     }

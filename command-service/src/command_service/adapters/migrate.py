@@ -40,8 +40,8 @@ def load_migrations() -> list[Migration]:
     return migrations
 
 
-async def migrate(dsn: str) -> list[int]:
-    """Apply every pending migration; return the versions this call applied."""
+async def migrate(dsn: str, *, target: int | None = None) -> list[int]:
+    """Apply every pending migration (up to `target`); return the versions this call applied."""
     conn = await asyncpg.connect(dsn)
     try:
         # A session lock serializes replicas; each migration commits on its own.
@@ -63,6 +63,8 @@ async def migrate(dsn: str) -> list[int]:
             for migration in load_migrations():
                 if migration.version in applied:
                     continue
+                if target is not None and migration.version > target:
+                    break
                 async with conn.transaction():
                     await conn.execute(migration.sql)
                     await conn.execute(

@@ -14,8 +14,9 @@ import asyncpg
 import orjson
 
 from catalog_contracts.codec import event_to_document
-from catalog_contracts.events import ProductEvent, event_headers
+from catalog_contracts.events import CatalogEvent, event_headers, message_key
 from command_service.domain.model import Product
+from command_service.domain.review import Review
 from command_service.ports import IdempotencyRecord, Outcome, StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,79 @@ class ProductRepository:
             raise RuntimeError(f"product {product.id} changed underneath its row lock")
 
 
+_REVIEW_COLUMNS = (
+    "id, product_id, rating, title, body, author, status, version, created_at, updated_at"
+)
+
+
+def _review(row: asyncpg.Record) -> Review:
+    return Review(
+        id=row["id"],
+        product_id=row["product_id"],
+        rating=row["rating"],
+        title=row["title"],
+        body=row["body"],
+        author=row["author"],
+        status=row["status"],
+        version=row["version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+class ReviewRepository:
+    """Loads reviews under a row lock and writes them back."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def get_for_update(self, review_id: UUID) -> Review | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {_REVIEW_COLUMNS} FROM reviews WHERE id = $1 FOR UPDATE", review_id
+        )
+        return _review(row) if row else None
+
+    async def published_by(self, product_id: UUID, author: str) -> Review | None:
+        row = await self._conn.fetchrow(
+            f"""
+            SELECT {_REVIEW_COLUMNS} FROM reviews
+             WHERE product_id = $1 AND author = $2 AND status = 'published'
+            """,
+            product_id,
+            author,
+        )
+        return _review(row) if row else None
+
+    async def add(self, review: Review) -> None:
+        await self._conn.execute(
+            f"INSERT INTO reviews ({_REVIEW_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
+            review.id,
+            review.product_id,
+            review.rating,
+            review.title,
+            review.body,
+            review.author,
+            review.status,
+            review.version,
+            review.created_at,
+            review.updated_at,
+        )
+
+    async def update(self, review: Review) -> None:
+        status = await self._conn.execute(
+            """
+            UPDATE reviews SET status = $2, version = $3, updated_at = $4
+             WHERE id = $1 AND version = $3 - 1
+            """,
+            review.id,
+            review.status,
+            review.version,
+            review.updated_at,
+        )
+        if status != "UPDATE 1":
+            raise RuntimeError(f"review {review.id} changed underneath its row lock")
+
+
 class OutboxWriter:
     """Appends events to the outbox in the caller's transaction and wakes the relay on commit."""
 
@@ -126,15 +200,18 @@ class OutboxWriter:
         self._conn = conn
         self._appended = False
 
-    async def append(self, event: ProductEvent, *, traceparent: str | None = None) -> None:
+    async def append(self, event: CatalogEvent, *, traceparent: str | None = None) -> None:
         headers = {name: value.decode() for name, value in event_headers(event, traceparent)}
         await self._conn.execute(
             """
-            INSERT INTO outbox (aggregate_id, aggregate_version, event_type, payload, headers)
-            VALUES ($1, $2, $3, $4, $5)
+            INSERT INTO outbox (aggregate_type, aggregate_id, aggregate_version, message_key,
+                                event_type, payload, headers)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
             """,
+            event.aggregate_type,
             event.aggregate_id,
             event.aggregate_version,
+            message_key(event),
             event.event_type,
             event_to_document(event),
             headers,
@@ -153,8 +230,10 @@ class IdempotencyStore:
 
     async def try_lock(self, caller: str, key: str) -> bool:
         """Claim the key for this transaction; False when another request holds it."""
+        # The caller's length first keeps ("ab", "c") and ("a", "bc") apart; text cannot hold
+        # a NUL separator.
         locked: bool = await self._conn.fetchval(
-            "SELECT pg_try_advisory_xact_lock(hashtextextended($1 || chr(0) || $2, 0))",
+            "SELECT pg_try_advisory_xact_lock(hashtextextended(length($1) || ':' || $1 || $2, 0))",
             caller,
             key,
         )
@@ -198,6 +277,7 @@ class UnitOfWork:
     """One transaction: commits when the block ends normally, rolls back on any exception."""
 
     products: ProductRepository
+    reviews: ReviewRepository
     outbox: OutboxWriter
     idempotency: IdempotencyStore
 
@@ -215,6 +295,7 @@ class UnitOfWork:
             await self._release()
             raise StorageUnavailable(f"cannot start a transaction: {exc}") from exc
         self.products = ProductRepository(self._conn)
+        self.reviews = ReviewRepository(self._conn)
         self.outbox = OutboxWriter(self._conn)
         self.idempotency = IdempotencyStore(self._conn)
         return self

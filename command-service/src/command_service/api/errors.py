@@ -10,12 +10,15 @@ from starlette.responses import Response
 from catalog_contracts.problems import Problem, problem, validation_problem
 from command_service.domain.errors import (
     DomainError,
+    DuplicateReview,
     IdempotencyKeyInFlight,
     IdempotencyKeyReused,
     InsufficientStock,
     InvalidValue,
     ProductDiscontinued,
     ProductNotFound,
+    ReviewAlreadyRemoved,
+    ReviewNotFound,
     StockLimitExceeded,
     VersionMismatch,
 )
@@ -45,6 +48,14 @@ def domain_problem(exc: DomainError, instance: str) -> Problem:
                 instance=instance,
                 available=exc.available,
                 requested=exc.requested,
+            )
+        case ReviewNotFound():
+            return problem(404, "review-not-found", str(exc), instance=instance)
+        case ReviewAlreadyRemoved():
+            return problem(409, "review-already-removed", str(exc), instance=instance)
+        case DuplicateReview():
+            return problem(
+                409, "duplicate-review", str(exc), instance=instance, review_id=str(exc.existing)
             )
         case StockLimitExceeded():
             return problem(409, "stock-limit-exceeded", str(exc), instance=instance)

@@ -11,11 +11,15 @@ from fastapi import APIRouter, Body, Depends, Header, Request, Response
 
 from command_service.api.schemas import (
     AdjustStockRequest,
+    Author,
     ChangePriceRequest,
     CommandAccepted,
     CreateProductRequest,
     DiscontinueRequest,
+    RemoveReviewRequest,
+    ReviewAccepted,
     StockAdjusted,
+    SubmitReviewRequest,
     UpdateDetailsRequest,
 )
 from command_service.domain.model import DetailField
@@ -26,7 +30,9 @@ from command_service.handlers import (
     CommandResult,
     CreateProduct,
     Discontinue,
+    RemoveReview,
     RequestContext,
+    SubmitReview,
     UpdateDetails,
 )
 
@@ -87,17 +93,19 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str]) -> Respons
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
 
-def _render(result: CommandResult, body: dict[str, Any] | None = None) -> Response:
+def _render(
+    result: CommandResult, body: dict[str, Any] | None = None, *, resource: str = "products"
+) -> Response:
     """The response of a command's outcome, the same for its first request and every replay."""
     outcome = result.outcome
     headers = {"ETag": f'"{outcome.version}"'}
     if outcome.created:
-        headers["Location"] = f"/api/v1/products/{outcome.product_id}"
+        headers["Location"] = f"/api/v1/{resource}/{outcome.aggregate_id}"
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"
     return _json(
         201 if outcome.created else 200,
-        {"id": str(outcome.product_id), "version": outcome.version, **(body or {})},
+        {"id": str(outcome.aggregate_id), "version": outcome.version, **(body or {})},
         headers,
     )
 
@@ -186,3 +194,54 @@ async def discontinue(
     reason = body.reason if body else None
     result = await handlers.discontinue(Discontinue(product_id, reason), context)
     return _render(result)
+
+
+_REVIEW_CONFLICTS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "Unknown product or review"},
+    409: {
+        "description": "Discontinued product, the author's published review exists, review "
+        "already removed, or key in flight"
+    },
+    412: {"description": "If-Match names a stale version"},
+    413: {"description": "Body larger than 64 KiB"},
+    422: {"description": "Invalid field (named in the problem document)"},
+}
+
+
+@router.post(
+    "/products/{product_id}/reviews",
+    status_code=201,
+    response_model=ReviewAccepted,
+    responses=_REVIEW_CONFLICTS,
+    summary="Review a product",
+    tags=["reviews"],
+)
+async def submit_review(
+    product_id: ProductId,
+    body: SubmitReviewRequest,
+    handlers: Handlers,
+    context: Context,
+    # Until requests carry a token, the author names themselves here; the token's `sub`
+    # replaces this header when authentication arrives.
+    x_review_author: Annotated[Author, Header(description="Who writes the review")],
+) -> Response:
+    command = SubmitReview(product_id, body.rating, body.title, body.body, x_review_author)
+    result = await handlers.submit_review(command, context)
+    return _render(result, {"product_id": str(result.outcome.product_id)}, resource="reviews")
+
+
+@router.delete(
+    "/reviews/{review_id}",
+    response_model=CommandAccepted,
+    responses=_REVIEW_CONFLICTS,
+    summary="Remove a review (moderation)",
+    tags=["reviews"],
+)
+async def remove_review(
+    review_id: Annotated[UUID, "review id"],
+    handlers: Handlers,
+    context: Context,
+    body: Annotated[RemoveReviewRequest | None, Body()] = None,
+) -> Response:
+    reason = body.reason if body else None
+    return _render(await handlers.remove_review(RemoveReview(review_id, reason), context))

@@ -15,11 +15,15 @@ from command_service.domain.model import (
     REASON_MAX,
     STOCK_LIMIT,
 )
+from command_service.domain.review import AUTHOR_MAX, BODY_MAX, RATING_MAX, RATING_MIN, TITLE_MAX
 
 Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX, pattern=r"\S")]
 Description = Annotated[str, Field(max_length=DESCRIPTION_MAX)]
 Category = Annotated[str, Field(min_length=1, max_length=CATEGORY_MAX, pattern=r"\S")]
 Reason = Annotated[str, Field(max_length=REASON_MAX)]
+Title = Annotated[str, Field(min_length=1, max_length=TITLE_MAX, pattern=r"\S")]
+ReviewBody = Annotated[str, Field(max_length=BODY_MAX)]
+Author = Annotated[str, Field(min_length=1, max_length=AUTHOR_MAX, pattern=r"\S")]
 
 
 def _whole_number(value: object) -> object:
@@ -81,6 +85,16 @@ class DiscontinueRequest(Body):
     reason: Reason | None = None
 
 
+class SubmitReviewRequest(Body):
+    rating: Annotated[int, Field(ge=RATING_MIN, le=RATING_MAX), BeforeValidator(_whole_number)]
+    title: Title
+    body: ReviewBody | None = None
+
+
+class RemoveReviewRequest(Body):
+    reason: Reason | None = None
+
+
 class CommandAccepted(BaseModel):
     id: UUID
     version: int
@@ -88,3 +102,9 @@ class CommandAccepted(BaseModel):
 
 class StockAdjusted(CommandAccepted):
     stock: int
+
+
+class ReviewAccepted(BaseModel):
+    id: UUID
+    product_id: UUID
+    version: int

@@ -50,9 +50,11 @@ class StockLimitExceeded(DomainError):
 class VersionMismatch(DomainError):
     """If-Match named a version other than the current one."""
 
-    def __init__(self, product_id: UUID, *, expected: int, actual: int) -> None:
-        super().__init__(f"product {product_id} is at version {actual}, not {expected}")
-        self.product_id = product_id
+    def __init__(
+        self, aggregate_id: UUID, *, expected: int, actual: int, kind: str = "product"
+    ) -> None:
+        super().__init__(f"{kind} {aggregate_id} is at version {actual}, not {expected}")
+        self.aggregate_id = aggregate_id
         self.expected = expected
         self.actual = actual
 
@@ -71,3 +73,25 @@ class IdempotencyKeyInFlight(DomainError):
     def __init__(self, key: str) -> None:
         super().__init__(f"a request with Idempotency-Key {key!r} is still in progress")
         self.key = key
+
+
+class ReviewNotFound(DomainError):
+    def __init__(self, review_id: UUID) -> None:
+        super().__init__(f"review {review_id} does not exist")
+        self.review_id = review_id
+
+
+class ReviewAlreadyRemoved(DomainError):
+    def __init__(self, review_id: UUID) -> None:
+        super().__init__(f"review {review_id} was already removed")
+        self.review_id = review_id
+
+
+class DuplicateReview(DomainError):
+    """The author already has a published review of this product."""
+
+    def __init__(self, product_id: UUID, author: str, existing: UUID) -> None:
+        super().__init__(f"{author!r} already has a published review of product {product_id}")
+        self.product_id = product_id
+        self.author = author
+        self.existing = existing

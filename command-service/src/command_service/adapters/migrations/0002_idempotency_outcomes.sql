@@ -8,9 +8,8 @@ ALTER TABLE idempotency_keys ADD COLUMN outcome jsonb;
 UPDATE idempotency_keys
    SET outcome = jsonb_build_object(
            'command', 'create_product',
-           'product_id', response_body ->> 'id',
+           'aggregate_id', response_body ->> 'id',
            'version', (response_body ->> 'version')::bigint,
-           'stock', 0,
            'created', true);
 ALTER TABLE idempotency_keys ALTER COLUMN outcome SET NOT NULL;
 ALTER TABLE idempotency_keys
