@@ -28,6 +28,9 @@ COMMAND_POOL_PER_INSTANCE = 10
 # With STACK_FAULT_INJECTION=1 the projector reaches MongoDB through this toxiproxy proxy, so
 # the fault suite can slow down or cut that link.
 PROJECTOR_MONGO_PROXY = "projector-mongo"
+# The products' events topic is the stack's own (`Stack.topic`, EVENTS_TOPIC); the reviews' one
+# sits beside it.
+REVIEWS_TOPIC_DEFAULT = "catalog.reviews.v1"
 
 
 # --------------------------------------------------------------------------- addresses
@@ -206,13 +209,18 @@ def prepare_kafka(stack: Stack) -> None:
     )
 
 
+def reviews_topic(stack: Stack) -> str:
+    """The reviews' events topic."""
+    return stack.environ.get("REVIEWS_TOPIC", REVIEWS_TOPIC_DEFAULT)
+
+
 def ensure_topics(stack: Stack) -> None:
-    """The events and dead-letter topics."""
+    """Both events topics and their dead-letter topics."""
     run([str(VENV_BIN / "command-service"), "ensure-topics"], env=cli_env(stack), quiet=True)
 
 
 def topic_partitions(stack: Stack) -> str:
-    """How many partitions the events topic is created with."""
+    """How many partitions each events topic is created with (the same for both)."""
     return stack.environ.get("STACK_TOPIC_PARTITIONS", "6")
 
 
@@ -413,7 +421,10 @@ PARTS: tuple[Part, ...] = (
         external=("STACK_KAFKA_BOOTSTRAP_SERVERS",),
         provision=prepare_kafka,
         ready=ensure_topics,
-        exports=lambda stack: {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap(stack)},
+        exports=lambda stack: {
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap(stack),
+            "REVIEWS_TOPIC": reviews_topic(stack),
+        },
         stopwait=30,
     ),
     Part(

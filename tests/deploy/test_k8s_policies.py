@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from catalog_contracts.events import EVENTS_TOPIC
+from catalog_contracts.events import EVENTS_TOPIC, REVIEWS_TOPIC
 from tests.deploy.manifests import (
     REPO,
     Obj,
@@ -176,6 +176,7 @@ def test_the_kafka_bootstrap_address_is_fully_qualified(rendered: Rendered) -> N
     expected = f"{_name(kafka)}-kafka-bootstrap.{rendered.namespace}.svc:{listener['port']}"
     assert config["data"]["KAFKA_BOOTSTRAP_SERVERS"] == expected
     assert config["data"]["EVENTS_TOPIC"] == EVENTS_TOPIC
+    assert config["data"]["REVIEWS_TOPIC"] == REVIEWS_TOPIC
     assert config["data"]["COMMAND_ENVIRONMENT"] != "development"
 
 
@@ -261,13 +262,14 @@ def _topics(rendered: Rendered) -> dict[str, Obj]:
     return {t["spec"].get("topicName", _name(t)): t for t in rendered.of_kind("KafkaTopic")}
 
 
-def test_the_events_topic_is_compacted_and_the_dead_letters_are_not(rendered: Rendered) -> None:
+def test_the_events_topics_are_compacted_and_the_dead_letters_are_not(rendered: Rendered) -> None:
     topics = _topics(rendered)
-    events = topics[EVENTS_TOPIC]["spec"]
-    assert events["config"]["cleanup.policy"] == "compact"
-    assert int(events["config"]["min.compaction.lag.ms"]) > 0
-    dead_letters = topics[f"{EVENTS_TOPIC}.dlq"]["spec"]
-    assert dead_letters["config"]["cleanup.policy"] == "delete"
+    for name in (EVENTS_TOPIC, REVIEWS_TOPIC):
+        events = topics[name]["spec"]
+        assert events["config"]["cleanup.policy"] == "compact", name
+        assert int(events["config"]["min.compaction.lag.ms"]) > 0, name
+        dead_letters = topics[f"{name}.dlq"]["spec"]
+        assert dead_letters["config"]["cleanup.policy"] == "delete", name
     (pool,) = rendered.of_kind("KafkaNodePool")
     for topic in topics.values():
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == _name(
@@ -279,6 +281,15 @@ def test_the_events_topic_is_compacted_and_the_dead_letters_are_not(rendered: Re
 
 def test_prod_has_24_partitions(rendered_overlays: dict[str, Rendered]) -> None:
     assert _topics(rendered_overlays["prod"])[EVENTS_TOPIC]["spec"]["partitions"] == 24
+
+
+def test_the_events_topics_are_co_partitioned(rendered: Rendered) -> None:
+    """The projector relies on a product's events having one partition number in both topics."""
+    topics = _topics(rendered)
+    partitions = {
+        name: topics[name]["spec"]["partitions"] for name in (EVENTS_TOPIC, REVIEWS_TOPIC)
+    }
+    assert len(set(partitions.values())) == 1, f"{rendered.overlay}: {partitions}"
 
 
 def test_the_projector_never_scales_past_the_partitions(rendered: Rendered) -> None:

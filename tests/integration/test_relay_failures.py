@@ -38,7 +38,7 @@ async def create(pool: asyncpg.Pool, name: str) -> str:
     result = await CommandHandlers(UnitOfWorkFactory(pool)).create_product(
         product(name), RequestContext()
     )
-    return str(result.outcome.product_id)
+    return str(result.outcome.aggregate_id)
 
 
 def names_on(records: list) -> list[str]:  # type: ignore[type-arg]

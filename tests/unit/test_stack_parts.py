@@ -48,6 +48,7 @@ STACK_ENV_KEYS = {
     "MONGODB_URL",
     "MONGODB_DATABASE",
     "EVENTS_TOPIC",
+    "REVIEWS_TOPIC",
     "STACK_DIR",
 }
 

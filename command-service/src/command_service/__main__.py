@@ -21,7 +21,9 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("serve", help="serve the command HTTP API")
     sub.add_parser("relay", help="publish the outbox to Kafka (leader-elected)")
     sub.add_parser("migrate", help="apply pending database migrations and exit")
-    sub.add_parser("ensure-topics", help="create the events and dead-letter topics if missing")
+    sub.add_parser(
+        "ensure-topics", help="create the events topics and their dead-letter topics if missing"
+    )
     args = parser.parse_args(argv)
 
     configure_logging()
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
         created = asyncio.run(
             ensure_topics(
                 settings.kafka_bootstrap_servers,
-                settings.events_topic,
+                *settings.topics.values(),
                 partitions=settings.topic_partitions,
                 min_compaction_lag_ms=settings.topic_min_compaction_lag_ms,
             )

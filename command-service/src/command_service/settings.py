@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field, PostgresDsn, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from catalog_contracts.events import EVENTS_TOPIC
+from catalog_contracts.events import EVENTS_TOPIC, REVIEWS_TOPIC
 
 
 class CommandSettings(BaseSettings):
@@ -27,6 +27,10 @@ class CommandSettings(BaseSettings):
     events_topic: str = Field(
         EVENTS_TOPIC, validation_alias=AliasChoices("COMMAND_EVENTS_TOPIC", "EVENTS_TOPIC")
     )
+    reviews_topic: str = Field(
+        REVIEWS_TOPIC, validation_alias=AliasChoices("COMMAND_REVIEWS_TOPIC", "REVIEWS_TOPIC")
+    )
+    # Both events topics get this many: the same key lands on the same partition number in each.
     topic_partitions: int = Field(6, ge=1)
     topic_min_compaction_lag_ms: int = Field(7 * 24 * 3600 * 1000, ge=0)
 
@@ -48,6 +52,11 @@ class CommandSettings(BaseSettings):
     @property
     def dsn(self) -> str:
         return str(self.database_url)
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """Each aggregate type's events topic."""
+        return {"product": self.events_topic, "review": self.reviews_topic}
 
     @model_validator(mode="after")
     def _no_default_secrets_outside_development(self) -> CommandSettings:

@@ -19,7 +19,7 @@ def build_relay(settings: CommandSettings, registry: CollectorRegistry) -> Outbo
     """A relay wired to the configured database and Kafka cluster."""
     config = RelayConfig(
         dsn=settings.dsn,
-        topic=settings.events_topic,
+        topics=settings.topics,
         batch_size=settings.relay_batch_size,
         poll_interval=settings.relay_poll_interval_seconds,
         use_notify=settings.relay_use_notify,

@@ -1,5 +1,8 @@
 """The outbox relay: publishes committed outbox rows to Kafka, in order, keyed by product id.
 
+Each row goes to its aggregate type's topic (products' and reviews' events have one each), keyed
+by the row's message key: the product id, for a review's events too.
+
 Exactly one relay is active at a time: it holds a PostgreSQL session advisory lock on the
 connection it reads and marks the outbox with, so losing that connection also ends its
 leadership. It selects what is still unpublished (not "id > last published": outbox ids are
@@ -13,7 +16,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -35,7 +38,10 @@ RELAY_LOCK_KEY = 0x72656C6179  # "relay"
 @dataclass(frozen=True, slots=True)
 class RelayConfig:
     dsn: str
-    topic: str
+    # Each aggregate type's topic. Rows of a type not listed here are left unpublished and
+    # reported (`outbox_unroutable_rows`), never dropped: a writer newer than this relay, or a
+    # missing topic setting, must not lose events nor hold up the other types' rows.
+    topics: Mapping[str, str]
     batch_size: int = 500
     poll_interval: float = 1.0
     use_notify: bool = True
@@ -50,7 +56,7 @@ class RelayMetrics:
         self.published = Counter(
             "relay_events_published_total",
             "Outbox events acknowledged by Kafka",
-            ["event_type"],
+            ["event_type", "topic"],
             registry=registry,
         )
         self.batch_size = Histogram(
@@ -75,6 +81,12 @@ class RelayMetrics:
         )
         self.backlog = Gauge(
             "outbox_backlog_rows", "Outbox rows not yet published", registry=registry
+        )
+        self.unroutable = Gauge(
+            "outbox_unroutable_rows",
+            "Unpublished outbox rows whose aggregate type has no topic configured",
+            ["aggregate_type"],
+            registry=registry,
         )
         self.oldest_age = Gauge(
             "outbox_oldest_unpublished_age_seconds",
@@ -122,6 +134,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._leadership = replace(LEADERSHIP, max_wait=config.max_backoff)
         self._publishing = replace(PUBLISHING, max_wait=config.max_backoff)
+        self._unroutable: dict[str, int] = {}
         self.is_leader = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -147,7 +160,7 @@ class OutboxRelay:
                 return False
             self.is_leader = True
             self._metrics.leader.set(1)
-            log.info("relay is the leader; publishing to %s", self._config.topic)
+            log.info("relay is the leader; publishing %s", _routes(self._config.topics))
             if self._config.use_notify:
                 await conn.add_listener(OUTBOX_CHANNEL, self._notified)
             producer = self._producer_factory()
@@ -259,17 +272,23 @@ class OutboxRelay:
         Rows above the highest id in flight skip the (linear) array test; a row below it that
         is not in flight committed late and is still taken, in id order.
         """
+        # Only the types this relay has a topic for: rows of another type must not fill every
+        # batch and stop the rest (they wait, counted by observe_backlog, for a relay that knows
+        # their topic). A row written before the message key existed is keyed by its aggregate.
         rows: list[asyncpg.Record] = await conn.fetch(
             """
-            SELECT id, aggregate_id, event_type, payload::text AS payload, headers, created_at
+            SELECT id, aggregate_type, coalesce(message_key, aggregate_id) AS message_key,
+                   event_type, payload::text AS payload, headers, created_at
               FROM outbox
-             WHERE published_at IS NULL AND (id > $3 OR id <> ALL($2::bigint[]))
+             WHERE published_at IS NULL AND aggregate_type = ANY($4::text[])
+               AND (id > $3 OR id <> ALL($2::bigint[]))
              ORDER BY id
              LIMIT $1
             """,
             self._config.batch_size,
             in_flight,
             max(in_flight, default=0),
+            list(self._config.topics),
         )
         return rows
 
@@ -282,9 +301,9 @@ class OutboxRelay:
             headers = [(name, str(value).encode()) for name, value in row["headers"].items()]
             futures.append(
                 await producer.send(
-                    self._config.topic,
+                    self._config.topics[row["aggregate_type"]],
                     value=row["payload"].encode(),
-                    key=str(row["aggregate_id"]).encode(),
+                    key=str(row["message_key"]).encode(),
                     headers=headers,
                 )
             )
@@ -300,12 +319,12 @@ class OutboxRelay:
         await self._mark_published(conn, [row["id"] for row in rows])
         self._metrics.batch_size.observe(len(rows))
         now = time.time()
-        published: collections.Counter[str] = collections.Counter()
+        published: collections.Counter[tuple[str, str]] = collections.Counter()
         for row in rows:
-            published[row["event_type"]] += 1
+            published[row["event_type"], self._config.topics[row["aggregate_type"]]] += 1
             self._metrics.commit_to_publish.observe(max(0.0, now - row["created_at"].timestamp()))
-        for event_type, count in published.items():
-            self._metrics.published.labels(event_type).inc(count)
+        for (event_type, topic), count in published.items():
+            self._metrics.published.labels(event_type, topic).inc(count)
 
     async def _mark_published(self, conn: asyncpg.Connection, ids: list[int]) -> None:
         """Record that Kafka acknowledged these rows (a crash before this republishes them)."""
@@ -314,16 +333,36 @@ class OutboxRelay:
         )
 
     async def observe_backlog(self, conn: asyncpg.Connection) -> None:
-        """Unpublished rows and the age of the oldest, for alerting on a stuck relay."""
-        row = await conn.fetchrow(
+        """Unpublished rows and the age of the oldest, for alerting on a stuck relay.
+
+        Rows of an aggregate type without a topic count too (so the backlog alerts fire), and
+        per type in `outbox_unroutable_rows`, with an error logged when such a type appears.
+        """
+        rows = await conn.fetch(
             """
-            SELECT count(*) AS backlog,
-                   coalesce(extract(epoch FROM now() - min(created_at)), 0) AS oldest
+            SELECT aggregate_type, count(*) AS backlog,
+                   extract(epoch FROM now() - min(created_at)) AS oldest
               FROM outbox WHERE published_at IS NULL
+             GROUP BY aggregate_type
             """
         )
-        self._metrics.backlog.set(row["backlog"])
-        self._metrics.oldest_age.set(float(row["oldest"]))
+        self._metrics.backlog.set(sum(row["backlog"] for row in rows))
+        self._metrics.oldest_age.set(max((float(row["oldest"]) for row in rows), default=0.0))
+        unroutable = {
+            row["aggregate_type"]: int(row["backlog"])
+            for row in rows
+            if row["aggregate_type"] not in self._config.topics
+        }
+        for aggregate_type in unroutable.keys() - self._unroutable.keys():
+            log.error(
+                "outbox rows of aggregate type %r have no topic (configured: %s); they stay "
+                "unpublished until a relay has one",
+                aggregate_type,
+                _routes(self._config.topics),
+            )
+        for aggregate_type in self._unroutable.keys() | unroutable.keys():
+            self._metrics.unroutable.labels(aggregate_type).set(unroutable.get(aggregate_type, 0))
+        self._unroutable = unroutable
 
     async def purge(self, conn: asyncpg.Connection) -> int:
         """Delete published rows older than the retention period, in bounded chunks."""
@@ -358,6 +397,10 @@ async def _started(work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
     task = asyncio.ensure_future(work)
     await asyncio.sleep(0)
     return task
+
+
+def _routes(topics: Mapping[str, str]) -> str:
+    return ", ".join(f"{aggregate_type} -> {topic}" for aggregate_type, topic in topics.items())
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
