@@ -58,6 +58,16 @@ async def converge(infra: Infra, log: LoadLog, *, seconds: float) -> Verdict:
         missing = [
             pid for pid, version in log.acked_versions.items() if stored.get(pid, 0) < version
         ]
+        rows = await conn.fetch(
+            "SELECT id::text AS id, version FROM reviews WHERE id = ANY($1::uuid[])",
+            list(log.acked_review_versions),
+        )
+        stored = {r["id"]: r["version"] for r in rows}
+        missing += [
+            f"review {rid}"
+            for rid, version in log.acked_review_versions.items()
+            if stored.get(rid, 0) < version
+        ]
         return Verdict(comparison, converged, missing)
     finally:
         await conn.close()

@@ -20,6 +20,7 @@ class LoadLog:
     errors: int = 0  # 5xx, timeouts, refused connections: outcomes unknown to the client
     rejected: int = 0  # 4xx: refused by the domain (e.g. 409 insufficient stock)
     acked_versions: dict[str, int] = field(default_factory=dict)  # product -> highest acked
+    acked_review_versions: dict[str, int] = field(default_factory=dict)  # review -> highest
     monotonic_violations: list[str] = field(default_factory=list)
 
 
@@ -31,6 +32,9 @@ class LoadClient:
         self._log = log
         self._random = random.Random(seed)
         self._products: list[str] = []
+        self._reviews: list[str] = []
+        # A few authors per client, so some reviews meet the one-per-author rule (409).
+        self._authors = [f"{category_prefix}-author-{seed}-{i}" for i in range(4)]
         self._seen: dict[str, int] = {}
         self._categories = [f"{category_prefix}-{i}" for i in range(3)]
 
@@ -83,15 +87,33 @@ class LoadClient:
             )
         elif kind < 0.63:
             await self._command(client, "DELETE", f"/api/v1/products/{pid}", None)
+        elif kind < 0.73:
+            await self._command(
+                client,
+                "POST",
+                f"/api/v1/products/{pid}/reviews",
+                {"rating": r.randint(1, 5), "title": f"review {uuid.uuid4().hex[:6]}"},
+                headers={"X-Review-Author": r.choice(self._authors)},
+            )
+        elif kind < 0.76 and self._reviews:
+            await self._command(
+                client, "DELETE", f"/api/v1/reviews/{r.choice(self._reviews)}", None
+            )
         else:
             await self._read(client, pid)
 
     async def _command(
-        self, client: httpx.AsyncClient, method: str, path: str, body: object
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        path: str,
+        body: object,
+        *,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self._log.sent += 1
         try:
-            response = await client.request(method, path, json=body)
+            response = await client.request(method, path, json=body, headers=headers)
         except httpx.HTTPError:
             self._log.errors += 1
             return
@@ -102,11 +124,16 @@ class LoadClient:
         else:
             self._log.acknowledged += 1
             data = response.json()
-            pid, version = str(data["id"]), int(data["version"])
-            if method == "POST" and path == "/api/v1/products":
-                self._products.append(pid)
-            previous = self._log.acked_versions.get(pid, 0)
-            self._log.acked_versions[pid] = max(previous, version)
+            aggregate_id, version = str(data["id"]), int(data["version"])
+            if "/reviews" in path:
+                if method == "POST":
+                    self._reviews.append(aggregate_id)
+                acked = self._log.acked_review_versions
+            else:
+                if method == "POST" and path == "/api/v1/products":
+                    self._products.append(aggregate_id)
+                acked = self._log.acked_versions
+            acked[aggregate_id] = max(acked.get(aggregate_id, 0), version)
 
     async def _read(self, client: httpx.AsyncClient, pid: str) -> None:
         try:

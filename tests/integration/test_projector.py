@@ -181,7 +181,7 @@ async def _exists(db: Db, product_id: str) -> bool:
 def test_event_headers_name_type_and_version() -> None:
     headers = dict(event_headers(ProductHistory().events[0], "00-abc-def-01"))
     assert headers["event_type"] == b"ProductCreated"
-    assert headers["schema_version"] == b"1"
+    assert headers["schema_version"] == b"2"
     assert headers["content-type"] == b"application/json"
     assert headers["traceparent"] == b"00-abc-def-01"
 
