@@ -2,7 +2,8 @@
 
 Reads and decodes the whole backlog first (not timed), then, per batch of the projector's batch
 size, keeps each product's newest state (the projector does the same) and writes version-guarded
-upserts. On MongoDB that is one unordered `bulk_write` per batch. FerretDB v1 runs a bulk of
+upserts to both product read models (`product_list` and `product_detail`, one document
+each). On MongoDB that is one unordered `bulk_write` per batch. FerretDB v1 runs a bulk of
 matched updates at a few dozen per second and fails some outright, so there the baseline sends
 the same upserts one by one, 16 in flight (the projector's concurrency): the fastest way that
 server takes them, and the projector's way on it.
@@ -27,6 +28,7 @@ from pymongo import AsyncMongoClient, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 
 from benchmarks.kafka import partitions as topic_partitions
+from catalog_contracts.read_models import PRODUCT_DETAIL_COLLECTION, PRODUCT_LIST_COLLECTION
 
 BATCH = 1000  # PROJECTOR_BATCH_SIZE default
 CONCURRENCY = 16  # the projector's writer concurrency on FerretDB
@@ -87,7 +89,10 @@ async def run(bootstrap: str, topic: str, url: str, database: str) -> dict[str, 
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
     try:
         ferretdb = "ferretdbVersion" in await client.admin.command("buildInfo")
-        products = client[database]["products"]
+        collections = [
+            client[database][PRODUCT_LIST_COLLECTION],
+            client[database][PRODUCT_DETAIL_COLLECTION],
+        ]
         started = time.perf_counter()
         for start in range(0, len(states), BATCH):
             newest: dict[str, dict[str, Any]] = {}
@@ -96,14 +101,17 @@ async def run(bootstrap: str, topic: str, url: str, database: str) -> dict[str, 
                 if kept is None or kept["version"] < state["version"]:
                     newest[state["id"]] = state
             documents = [document(s) for s in newest.values()]
-            if ferretdb:
-                await write_one_by_one(products, documents)
-            else:
-                operations = [
-                    ReplaceOne({"_id": d["_id"], "version": {"$lt": d["version"]}}, d, upsert=True)
-                    for d in documents
-                ]
-                await products.bulk_write(operations, ordered=False)
+            for products in collections:
+                if ferretdb:
+                    await write_one_by_one(products, documents)
+                else:
+                    operations = [
+                        ReplaceOne(
+                            {"_id": d["_id"], "version": {"$lt": d["version"]}}, d, upsert=True
+                        )
+                        for d in documents
+                    ]
+                    await products.bulk_write(operations, ordered=False)
         elapsed = time.perf_counter() - started
         await client.drop_database(database)
     finally:

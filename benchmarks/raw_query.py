@@ -17,7 +17,12 @@ from typing import Any
 import uvloop
 from pymongo import ASCENDING, AsyncMongoClient
 
-from catalog_contracts.read_models import GENERATION_POINTER_ID, META_COLLECTION
+from catalog_contracts.read_models import (
+    GENERATION_POINTER_ID,
+    META_COLLECTION,
+    PRODUCT_DETAIL_COLLECTION,
+    PRODUCT_LIST_COLLECTION,
+)
 from catalog_contracts.read_models import generation_from_pointer as pointer_to_generation
 
 POOL = 50  # QUERY_MAX_POOL_SIZE default
@@ -35,7 +40,8 @@ async def run(
     generation = pointer_to_generation(
         await db[META_COLLECTION].find_one({"_id": GENERATION_POINTER_ID})
     )
-    products = db[generation.products]
+    detail = db[generation.collection(PRODUCT_DETAIL_COLLECTION)]
+    listed = db[generation.collection(PRODUCT_LIST_COLLECTION)]
     ids: list[str] = work["ids"]
     lists: list[dict[str, Any]] = work["lists"]
     latencies: list[float] = []
@@ -47,11 +53,11 @@ async def run(
             counter += 1
             started = time.perf_counter()
             if counter % 2:
-                await products.find_one({"_id": ids[counter % len(ids)]})
+                await detail.find_one({"_id": ids[counter % len(ids)]})
             else:
                 spec = lists[counter % len(lists)]
                 found = (
-                    products.find(spec["filter"], LIST_PROJECTION)
+                    listed.find(spec["filter"], LIST_PROJECTION)
                     .sort([(spec["sort"], spec["direction"]), ("_id", ASCENDING)])
                     .limit(spec["limit"] + 1)
                 )

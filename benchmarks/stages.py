@@ -36,8 +36,13 @@ from benchmarks.common import (
 )
 from benchmarks.profiles import CpuByPart, Sampler, supervised_pid
 from benchmarks.wrk import Request, run_wrk
-from catalog_contracts.read_models import GENERATION_POINTER_ID, META_COLLECTION
+from catalog_contracts.read_models import (
+    GENERATION_POINTER_ID,
+    META_COLLECTION,
+    PRODUCT_LIST_COLLECTION,
+)
 from catalog_contracts.read_models import generation_from_pointer as pointer_to_generation
+from catalog_read_models import product_detail, product_list
 
 T = TypeVar("T")
 
@@ -462,7 +467,8 @@ def sample_ids(ctx: Context, count: int) -> list[str]:
             generation = pointer_to_generation(
                 await db[META_COLLECTION].find_one({"_id": GENERATION_POINTER_ID})
             )
-            cursor = db[generation.products].find({}, {"_id": 1}).limit(count)
+            listed = db[generation.collection(PRODUCT_LIST_COLLECTION)]
+            cursor = listed.find({}, {"_id": 1}).limit(count)
             return [str(doc["_id"]) async for doc in cursor]
         finally:
             await client.close()
@@ -606,6 +612,8 @@ def e2e_stage(ctx: Context) -> dict[str, float]:
 
 
 SEEDED = "seeded "
+# The read models with one document per product, which the single model's table stands for.
+PRODUCT_DOCUMENTS = (product_list.READ_MODEL, product_detail.READ_MODEL)
 
 
 def seed_models(ctx: Context, count: int) -> None:
@@ -617,8 +625,8 @@ def seed_models(ctx: Context, count: int) -> None:
     from decimal import Decimal
 
     from catalog_contracts.events import ProductState
-    from catalog_contracts.read_models import product_document
-    from catalog_read_models.writer import ReadModelWriter
+    from catalog_read_models.projection import Projection
+    from catalog_read_models.ratings import NO_FIGURES
 
     s = ctx.sizes
     rng = random.Random(11)
@@ -657,13 +665,14 @@ def seed_models(ctx: Context, count: int) -> None:
                         for p in states
                     ],
                 )
-                await db[generation.products].insert_many(
-                    [product_document(p) for p in states], ordered=False
-                )
+                for model in PRODUCT_DOCUMENTS:
+                    await db[generation.collection(model.name)].insert_many(
+                        [model.document(p, NO_FIGURES, 0) for p in states], ordered=False
+                    )
                 if start % 20_000 == 0:
                     say(f"single model: seeded {start + len(states):,} of {count:,} products")
-            writer = ReadModelWriter(db)
-            await writer.recompute_categories([category(n, s) for n in range(s.categories)])
+            projection = await Projection.open(db)
+            await projection.recompute_categories([category(n, s) for n in range(s.categories)])
         finally:
             await conn.close()
             await client.close()
@@ -672,7 +681,7 @@ def seed_models(ctx: Context, count: int) -> None:
 
 
 def unseed_models(ctx: Context) -> None:
-    from catalog_read_models.writer import ReadModelWriter
+    from catalog_read_models.projection import Projection
 
     s = ctx.sizes
 
@@ -686,11 +695,12 @@ def unseed_models(ctx: Context) -> None:
                 await db[META_COLLECTION].find_one({"_id": GENERATION_POINTER_ID})
             )
             # One category at a time: FerretDB refuses a delete of more than 65,535 documents.
-            for n in range(s.categories):
-                await db[generation.products].delete_many(
-                    {"category": category(n, s), "name": {"$regex": f"^{SEEDED}"}}
-                )
-            await ReadModelWriter(db).recompute_categories(
+            for model in PRODUCT_DOCUMENTS:
+                for n in range(s.categories):
+                    await db[generation.collection(model.name)].delete_many(
+                        {"category": category(n, s), "name": {"$regex": f"^{SEEDED}"}}
+                    )
+            await (await Projection.open(db)).recompute_categories(
                 [category(n, s) for n in range(s.categories)]
             )
         finally:

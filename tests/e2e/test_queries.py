@@ -115,6 +115,8 @@ def test_list_items_have_the_contract_fields(
                 "price": "99.99",
                 "in_stock": True,
                 "category": category,
+                "rating_average": None,
+                "rating_count": 0,
             }
         ],
         "next_cursor": None,
@@ -179,7 +181,15 @@ def test_detail_etag_and_conditional_get(client: httpx.Client) -> None:
         "version",
         "created_at",
         "updated_at",
+        "rating",
+        "latest_reviews",
     }
+    assert first.json()["rating"] == {
+        "count": 0,
+        "average": None,
+        "distribution": {"1": 0, "2": 0, "3": 0, "4": 0, "5": 0},
+    }
+    assert first.json()["latest_reviews"] == []
     cached = client.get(f"/api/v1/products/{pid}", headers={"If-None-Match": '"1"'})
     assert cached.status_code == 304
     assert cached.content == b""

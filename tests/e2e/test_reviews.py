@@ -1,9 +1,10 @@
-"""Review commands through the gateway against the whole stack: what lands in the write model
-and on the reviews topic. (Their read models arrive with the read side's review projections.)"""
+"""Reviews through the gateway against the whole stack: the write model, the reviews topic, and
+the product page, lists and review lists the projector builds from both topics."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import asyncpg
@@ -104,3 +105,61 @@ def test_review_events_reach_their_topic_keyed_by_the_product(
     ]
     assert {key for key, _ in found} == {product_id.encode()}
     assert all(document["aggregate_type"] == "review" for _, document in found)
+
+
+def test_the_product_page_shows_its_rating_and_latest_reviews(client: httpx.Client) -> None:
+    product_id = create_product(client)
+    ratings = {"ada": 5, "grace": 4, "alan": 4, "edsger": 1}
+    ids = {
+        author: review(client, product_id, author, rating=r).json()["id"]
+        for author, r in ratings.items()
+    }
+    assert client.delete(f"/api/v1/reviews/{ids['edsger']}").status_code == 200
+
+    # Published: 5, 4, 4 -> 4.33; the removed 1 no longer counts.
+    expected = {
+        "count": 3,
+        "average": "4.33",
+        "distribution": {"1": 0, "2": 0, "3": 0, "4": 2, "5": 1},
+    }
+    deadline = time.monotonic() + 15
+    while True:
+        page = client.get(f"/api/v1/products/{product_id}").json()
+        if page.get("rating") == expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert page["rating"] == expected
+    assert [r["id"] for r in page["latest_reviews"]] == [ids["alan"], ids["grace"], ids["ada"]]
+    assert set(page["latest_reviews"][0]) == {"id", "rating", "title", "author", "created_at"}
+
+    listed = client.get("/api/v1/products", params={"category": page["category"]}).json()
+    [item] = listed["items"]
+    assert (item["rating_average"], item["rating_count"]) == ("4.33", 3)
+
+    reviews = client.get(f"/api/v1/products/{product_id}/reviews", params={"sort": "-rating"})
+    assert reviews.status_code == 200
+    assert reviews.json()["items"][0]["author"] == "ada"
+    assert {r["author"] for r in reviews.json()["items"]} == {"ada", "grace", "alan"}
+    assert client.get(f"/api/v1/products/{uuid.uuid4()}/reviews").status_code == 404
+
+
+def test_a_rated_product_sorts_before_unrated_ones(client: httpx.Client) -> None:
+    category = f"c-{uuid.uuid4().hex[:6]}"
+    ids = []
+    for name in ("unrated", "liked", "loved"):
+        response = client.post(
+            "/api/v1/products",
+            json={"name": name, "category": category, "price": "1.00", "stock": 1},
+        )
+        ids.append(response.json()["id"])
+    review(client, ids[1], "ada", rating=3)
+    review(client, ids[2], "ada", rating=5)
+    deadline = time.monotonic() + 15
+    while True:
+        items = client.get(
+            "/api/v1/products", params={"category": category, "sort": "-rating"}
+        ).json()["items"]
+        if [i["rating_count"] for i in items] == [1, 1, 0] or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert [i["name"] for i in items] == ["loved", "liked", "unrated"]

@@ -55,6 +55,8 @@ def test_created_product_is_readable_through_the_query_side(infra: Infra) -> Non
                 "price": "249.90",
                 "in_stock": True,
                 "category": category,
+                "rating_average": None,
+                "rating_count": 0,
             }
         ]
 

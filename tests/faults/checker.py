@@ -10,24 +10,35 @@ from typing import Any
 import asyncpg
 from pymongo import AsyncMongoClient
 
-from catalogctl.compare import Comparison, compare
+from catalog_read_models.registry import Comparison
+from catalogctl.compare import Reconciliation, compare
 from tests.faults.load import LoadLog
 from tests.fixtures.infra import Infra
 
 
 @dataclass
 class Verdict:
-    comparison: Comparison
+    comparison: Reconciliation
     converged_after: float | None
     missing_acknowledged: list[str]
 
     @property
     def behind(self) -> int:
-        return len(self.comparison.missing) + len(self.comparison.behind)
+        """Documents of the per-event read models (products, reviews) still missing."""
+        return sum(len(c.missing) for c in self._documents())
 
     @property
     def different(self) -> int:
-        return len(self.comparison.different) + len(self.comparison.extra)
+        """Documents that differ from the write model (ratings included) or should not exist."""
+        return sum(len(c.different) + len(c.extra) for c in self._documents())
+
+    @property
+    def category_mismatches(self) -> int:
+        categories = self.comparison.of("categories")
+        return len(categories.missing) + len(categories.different) + len(categories.extra)
+
+    def _documents(self) -> list[Comparison]:
+        return [c for c in self.comparison.comparisons if c.read_model != "categories"]
 
 
 async def converge(infra: Infra, log: LoadLog, *, seconds: float) -> Verdict:

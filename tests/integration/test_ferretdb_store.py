@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from catalog_read_models.writer import ReadModelWriter
+from catalog_read_models.projection import Projection
 from tests.fixtures.infra import Infra
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,7 @@ async def test_every_index_leading_key_gets_a_gin_twin_and_plans_are_custom(
     infra: Infra, mongo_db: AsyncDatabase[dict[str, object]]
 ) -> None:
     url = _store_url(infra)
-    await ReadModelWriter(mongo_db).ensure_indexes()
+    await (await Projection.open(mongo_db)).ensure_indexes()
     conn = await asyncpg.connect(url)
     try:
         rows = await conn.fetch(

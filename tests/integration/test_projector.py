@@ -10,15 +10,25 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from prometheus_client import CollectorRegistry
 from pymongo.asynchronous.database import AsyncDatabase
 
 from catalog_contracts.codec import encode_event
-from catalog_contracts.events import ProductEvent, event_headers
-from catalog_read_models.writer import ReadModelWriter
+from catalog_contracts.events import CatalogEvent, event_headers, message_key
+from catalog_contracts.read_models import (
+    CATEGORIES_COLLECTION,
+    GENERATION_COLLECTIONS,
+    PRODUCT_DETAIL_COLLECTION,
+    PRODUCT_LIST_COLLECTION,
+    RATINGS_COLLECTION,
+)
+from catalog_read_models.projection import Projection
+from command_service.relay.topics import ensure_topics
 from projector.consumer import ConsumerConfig, Projector
 from projector.metrics import ProjectorMetrics
-from tests.fixtures.events import ProductHistory
+from tests.fixtures.events import ProductHistory, ReviewHistory
 from tests.fixtures.infra import Infra
 
 pytestmark = pytest.mark.integration
@@ -39,32 +49,55 @@ async def publish(infra: Infra, topic: str, messages: list[tuple[bytes, bytes]])
         await producer.stop()
 
 
-def wire(event: ProductEvent) -> tuple[bytes, bytes]:
-    return str(event.aggregate_id).encode(), encode_event(event)
+def wire(event: CatalogEvent) -> tuple[bytes, bytes]:
+    return str(message_key(event)).encode(), encode_event(event)
+
+
+@pytest.fixture
+async def reviews_topic(infra: Infra, topic: str) -> AsyncIterator[str]:
+    """The reviews' topic beside the products' one, co-partitioned with it."""
+    name = topic.replace("test.products.", "test.reviews.")
+    await ensure_topics(
+        infra.kafka_bootstrap_servers, topic, name, partitions=3, min_compaction_lag_ms=3600_000
+    )
+    yield name
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.delete_topics([name, f"{name}.dlq"])
+    finally:
+        await admin.close()
 
 
 @contextlib.asynccontextmanager
-async def running_projector(infra: Infra, topic: str, db: Db) -> AsyncIterator[ReadModelWriter]:
-    writer = ReadModelWriter(db)
-    await writer.ensure_indexes()
+async def running_projector(
+    infra: Infra, topics: tuple[str, ...], db: Db, metrics: ProjectorMetrics | None = None
+) -> AsyncIterator[Projection]:
+    projection = await Projection.open(db)
+    await projection.ensure_indexes()
     consumer = AIOKafkaConsumer(
-        topic,
+        *topics,
         bootstrap_servers=infra.kafka_bootstrap_servers,
-        group_id=f"g-{topic}",
+        group_id=f"g-{topics[0]}",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        partition_assignment_strategy=(RangePartitionAssignor,),
     )
     dead_letters = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap_servers)
     await consumer.start()
     await dead_letters.start()
-    config = ConsumerConfig(topic=topic, dead_letter_topic=f"{topic}.dlq", batch_size=200)
+    config = ConsumerConfig(batch_size=200)
     projector = Projector(
-        config, consumer, dead_letters, writer, ProjectorMetrics(CollectorRegistry())
+        config,
+        consumer,
+        dead_letters,
+        projection,
+        metrics or ProjectorMetrics(CollectorRegistry()),
     )
     stop = asyncio.Event()
     task = asyncio.create_task(projector.run(stop))
     try:
-        yield writer
+        yield projection
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
@@ -91,24 +124,81 @@ async def test_projects_newest_state_despite_duplicates_and_reordering(
     shuffled = messages + random.Random(7).sample(messages, len(messages))  # dupes, reordered
     random.Random(11).shuffle(shuffled)
     await publish(infra, topic, shuffled)
-    products = mongo_db["products"]
+    products = mongo_db[PRODUCT_DETAIL_COLLECTION]
+    listed = mongo_db[PRODUCT_LIST_COLLECTION]
 
     async def all_final() -> bool:
-        return await products.count_documents({"version": 4}) == len(histories)
+        return (
+            await products.count_documents({"version": 4})
+            == await listed.count_documents({"version": 4})
+            == len(histories)
+        )
 
-    async with running_projector(infra, topic, mongo_db):
+    async with running_projector(infra, (topic,), mongo_db):
         await wait_for(all_final)
         # Feed the whole history again: nothing may change.
         before = await products.find({}).sort("_id").to_list()
+        before_list = await listed.find({}).sort("_id").to_list()
         await publish(infra, topic, messages)
         await asyncio.sleep(2)
     after = await products.find({}).sort("_id").to_list()
     assert after == before
+    assert await listed.find({}).sort("_id").to_list() == before_list
     doc = next(d for d in after if d["_id"] == str(histories[0].state.id))
     assert doc["stock"] == 8
     assert doc["price"] == "12.34"
     assert doc["price_cents"] == 1234
     assert doc["in_stock"] is True
+    assert doc["rating"] == {
+        "count": 0,
+        "average": None,
+        "distribution": dict.fromkeys("12345", 0),
+    }
+    item = next(d for d in before_list if d["_id"] == str(histories[0].state.id))
+    assert (item["price"], item["in_stock"], item["rating_sort"]) == ("12.34", True, -1)
+
+
+async def test_both_topics_give_products_their_ratings(
+    infra: Infra, topic: str, reviews_topic: str, mongo_db: Db
+) -> None:
+    histories = [ProductHistory(name=f"p{i}") for i in range(6)]
+    reviews = [
+        ReviewHistory(h.state.id, rating=1 + (i + j) % 5, author=f"a{j}")
+        for i, h in enumerate(histories)
+        for j in range(3)
+    ]
+    reviews[0].remove()
+    # The reviews go first: the projector sees many of them before their products.
+    await publish(infra, reviews_topic, [wire(e) for r in reviews for e in r.events])
+    await publish(infra, reviews_topic, [(b"k", b"not an event")])
+    await publish(infra, topic, [wire(e) for h in histories for e in h.events])
+    registry = CollectorRegistry()
+    metrics = ProjectorMetrics(registry)
+
+    async def rated() -> bool:
+        return (
+            await mongo_db[PRODUCT_DETAIL_COLLECTION].count_documents({"rating.count": {"$gt": 0}})
+            == len(histories)
+            and await mongo_db["categories"].count_documents({"_dirty": True}) == 0
+        )
+
+    async with running_projector(infra, (topic, reviews_topic), mongo_db, metrics):
+        await wait_for(rated)
+        await asyncio.sleep(1.5)  # one more refresh reports the staleness
+    first = str(histories[0].state.id)
+    detail = await mongo_db[PRODUCT_DETAIL_COLLECTION].find_one({"_id": first})
+    listed = await mongo_db[PRODUCT_LIST_COLLECTION].find_one({"_id": first})
+    assert detail is not None
+    assert listed is not None
+    # The first product's reviews: 1 (removed), 2, 3.
+    assert detail["rating"]["count"] == listed["rating_count"] == 2
+    assert detail["rating"]["average"] == listed["rating_average"] == "2.50"
+    assert [r["rating"] for r in detail["latest_reviews"]] in ([2, 3], [3, 2])
+    assert await mongo_db[RATINGS_COLLECTION].count_documents({}) == len(histories)
+    staleness = registry.get_sample_value("projector_categories_staleness_seconds")
+    assert staleness == 0.0
+    dead = await _dead_letters(infra, f"{reviews_topic}.dlq", 1)
+    assert [dict(r.headers)["dlq.source.topic"] for r in dead] == [reviews_topic.encode()]
 
 
 async def test_categories_equal_the_aggregation_of_products(
@@ -130,7 +220,7 @@ async def test_categories_equal_the_aggregation_of_products(
             and docs["b"]["total_stock"] == 0
         )
 
-    async with running_projector(infra, topic, mongo_db):
+    async with running_projector(infra, (topic,), mongo_db):
         await wait_for(settled)
     a = await categories.find_one({"_id": "a"})
     assert a is not None
@@ -151,31 +241,36 @@ async def test_poison_messages_go_to_the_dead_letter_topic(
             wire(good.events[0]),
         ],
     )
-    async with running_projector(infra, topic, mongo_db):
+    async with running_projector(infra, (topic,), mongo_db):
         await wait_for(lambda: _exists(mongo_db, str(good.state.id)))
+    records = await _dead_letters(infra, f"{topic}.dlq", 2)
+    reasons = sorted(dict(r.headers)["dlq.error.reason"].decode() for r in records)
+    assert reasons == ["invalid_json", "unknown_event_type"]
+    assert all(dict(r.headers)["dlq.source.topic"] == topic.encode() for r in records)
+
+
+async def _dead_letters(infra: Infra, topic: str, count: int) -> list[Any]:
     consumer = AIOKafkaConsumer(
-        f"{topic}.dlq",
+        topic,
         bootstrap_servers=infra.kafka_bootstrap_servers,
         auto_offset_reset="earliest",
         group_id=None,
     )
     await consumer.start()
     try:
-        records = []
+        records: list[Any] = []
         for _ in range(40):
             for batch in (await consumer.getmany(timeout_ms=250)).values():
                 records.extend(batch)
-            if len(records) >= 2:
+            if len(records) >= count:
                 break
     finally:
         await consumer.stop()
-    reasons = sorted(dict(r.headers)["dlq.error.reason"].decode() for r in records)
-    assert reasons == ["invalid_json", "unknown_event_type"]
-    assert all(dict(r.headers)["dlq.source.topic"] == topic.encode() for r in records)
+    return records
 
 
 async def _exists(db: Db, product_id: str) -> bool:
-    return await db["products"].find_one({"_id": product_id}) is not None
+    return await db[PRODUCT_DETAIL_COLLECTION].find_one({"_id": product_id}) is not None
 
 
 def test_event_headers_name_type_and_version() -> None:
@@ -186,56 +281,106 @@ def test_event_headers_name_type_and_version() -> None:
     assert headers["traceparent"] == b"00-abc-def-01"
 
 
-async def test_rebuild_replays_into_a_new_generation_equal_to_the_live_one(
-    infra: Infra, topic: str, mongo_db: Db
+async def test_rebuild_replays_both_topics_into_a_new_generation_while_writes_continue(
+    infra: Infra, topic: str, reviews_topic: str, mongo_db: Db
 ) -> None:
     from catalog_contracts.read_models import BASE_GENERATION
+    from catalog_read_models.generations import live_generation
     from projector.rebuild import rebuild
     from projector.settings import ProjectorSettings
-    from query_service.read_models import ProductFilter, ProductReadModel
 
     histories = [ProductHistory(category=f"cat{i % 3}", price=f"{i + 1}.00") for i in range(30)]
     for i, history in enumerate(histories):
         history.adjust(-(i % 6))
         history.reprice(f"{i + 2}.25")
+    reviews = [
+        ReviewHistory(h.state.id, rating=1 + i % 5, author=f"a{i}")
+        for i, h in enumerate(histories)
+        if i % 2 == 0
+    ]
+    for review in reviews[::4]:
+        review.remove()
     await publish(infra, topic, [wire(e) for h in histories for e in h.events])
+    await publish(infra, reviews_topic, [wire(e) for r in reviews for e in r.events])
     await publish(infra, topic, [(b"bad", b"not an event")])
+    # Written while the rebuild replays: the live projector and the catch-up both see them.
+    late = [ProductHistory(category="cat0", price="3.00") for _ in range(5)]
+    late_reviews = [
+        ReviewHistory(histories[1].state.id, rating=4, author=f"late{i}") for i in range(5)
+    ]
 
     def strip(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        internal = {"_seq", "_marked_at", "_dirty", "rev", "rating_rev"}
         return sorted(
-            ({k: v for k, v in d.items() if k != "_seq"} for d in docs), key=lambda d: d["_id"]
+            ({k: v for k, v in d.items() if k not in internal} for d in docs),
+            key=lambda d: d["_id"],
         )
 
-    async def converged() -> bool:
-        categories = mongo_db["categories"]
+    async def converged(expected_products: int, expected_reviews: int) -> bool:
+        generation = await live_generation(mongo_db)()
+        categories = mongo_db[generation.collection(CATEGORIES_COLLECTION)]
+        detail = mongo_db[generation.collection(PRODUCT_DETAIL_COLLECTION)]
         return (
-            await mongo_db["products"].count_documents({"version": 3}) == len(histories)
+            await detail.count_documents({}) == expected_products
+            and await mongo_db[generation.collection("reviews")].count_documents({})
+            == expected_reviews
             and await categories.count_documents({}) == 3
             and await categories.count_documents({"_dirty": True}) == 0
         )
 
-    async with running_projector(infra, topic, mongo_db):
-        await wait_for(converged)
-        await asyncio.sleep(0.5)
-        live_products = strip(await mongo_db["products"].find({}).to_list())
-        live_categories = strip(await mongo_db["categories"].find({}).to_list())
+    async def keep_writing() -> None:
+        for product, review in zip(late, late_reviews, strict=True):
+            await asyncio.sleep(0.05)
+            await publish(infra, topic, [wire(e) for e in product.events])
+            await publish(infra, reviews_topic, [wire(e) for e in review.events])
+
+    live_names = [n for n in GENERATION_COLLECTIONS if n != "products"]
+    async with running_projector(infra, (topic, reviews_topic), mongo_db):
+        await wait_for(lambda: converged(len(histories), len(reviews)))
         lines: list[str] = []
         settings = ProjectorSettings(
             KAFKA_BOOTSTRAP_SERVERS=infra.kafka_bootstrap_servers,
             EVENTS_TOPIC=topic,
+            REVIEWS_TOPIC=reviews_topic,
         )
-        report = await rebuild(settings, progress=lines.append, grace_seconds=0.2, db=mongo_db)
+        writer = asyncio.create_task(keep_writing())
+        report = await rebuild(settings, progress=lines.append, grace_seconds=0.5, db=mongo_db)
+        await writer
+        total = len(histories) + len(late)
+        await wait_for(lambda: converged(total, len(reviews) + len(late_reviews)))
+        await asyncio.sleep(1.5)  # the live projector's last refresh of the new generation
+        live = {
+            name: strip(await mongo_db[report.new.collection(name)].find({}).to_list())
+            for name in live_names
+        }
 
     assert report.old == BASE_GENERATION
-    assert report.events == len(histories) * 3
+    assert report.events >= len(histories) * 3 + sum(len(r.events) for r in reviews)
     assert report.undecodable == 1
     assert any("replay:" in line and "100.0%" in line for line in lines)
-    assert strip(await mongo_db[report.new.products].find({}).to_list()) == live_products
-    assert strip(await mongo_db[report.new.categories].find({}).to_list()) == live_categories
+    assert (await live_generation(mongo_db)()) == report.new
     names = await mongo_db.list_collection_names()
-    assert "products" not in names
-    assert "categories" not in names
-    reader = ProductReadModel(mongo_db, refresh_seconds=0)
-    assert (await reader.generation()) == report.new
-    page = await reader.list_products(ProductFilter(), sort="name", limit=200, cursor=None)
-    assert len(page.items) == len(histories)
+    assert not set(live_names) & set(names)
+    # The new generation equals a projection of everything from scratch.
+    fresh = await Projection.open(mongo_db, _fixed("check"))
+    everything: list[CatalogEvent] = [e for h in [*histories, *late] for e in h.events] + [
+        e for r in [*reviews, *late_reviews] for e in r.events
+    ]
+    await fresh.apply(everything)
+    await fresh.recompute_categories({"cat0", "cat1", "cat2"})
+    check = await fresh.generation()
+    for name in live_names:
+        expected = strip(await mongo_db[check.collection(name)].find({}).to_list())
+        assert live[name] == expected, name
+    second = await mongo_db[report.new.collection(PRODUCT_LIST_COLLECTION)].find_one(
+        {"_id": str(histories[1].state.id)}
+    )
+    assert second is not None
+    assert second["rating_count"] == len(late_reviews)
+
+
+def _fixed(name: str) -> Any:
+    from catalog_contracts.read_models import generation_named
+    from catalog_read_models.generations import fixed_generation
+
+    return fixed_generation(generation_named(name))

@@ -1,13 +1,26 @@
-"""catalogctl reconcile finds exactly the read documents that differ, and repairs exactly those."""
+"""catalogctl reconcile compares every read model with the write model, finds exactly the read
+documents that differ, and repairs exactly those."""
 
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
+from catalog_contracts.events import CatalogEvent
+from catalog_contracts.read_models import (
+    PRODUCT_DETAIL_COLLECTION,
+    PRODUCT_LIST_COLLECTION,
+    RATINGS_COLLECTION,
+    REVIEWS_COLLECTION,
+)
+from catalog_read_models import product_detail, product_list
+from catalog_read_models.product_documents import copy_figures
+from catalog_read_models.projection import Projection
+from catalogctl.__main__ import reconcile
 from catalogctl.compare import compare
 from catalogctl.reconcile import repair
 from command_service.adapters.postgres import UnitOfWorkFactory
@@ -16,18 +29,20 @@ from command_service.handlers import (
     CommandHandlers,
     CreateProduct,
     Discontinue,
+    RemoveReview,
     RequestContext,
+    SubmitReview,
 )
+from tests.fixtures.infra import Infra
 
 pytestmark = pytest.mark.integration
 
 Db = AsyncDatabase[dict[str, Any]]
 
 
-async def test_reconcile_finds_and_repairs_exactly_the_corrupted_documents(
-    pg_pool: asyncpg.Pool, mongo_db: Db
-) -> None:
+async def write_catalog(pg_pool: asyncpg.Pool) -> tuple[list[str], list[str], list[CatalogEvent]]:
     handlers = CommandHandlers(UnitOfWorkFactory(pg_pool))
+    events: list[CatalogEvent] = []
     ids = []
     for i in range(12):
         created = await handlers.create_product(
@@ -36,29 +51,114 @@ async def test_reconcile_finds_and_repairs_exactly_the_corrupted_documents(
             ),
             RequestContext(),
         )
-        ids.append(created.outcome.aggregate_id)
-    await handlers.adjust_stock(AdjustStock(ids[0], 5), RequestContext())
-    await handlers.discontinue(Discontinue(ids[1]), RequestContext())
+        events += created.events
+        ids.append(str(created.outcome.aggregate_id))
+    events += (await handlers.adjust_stock(AdjustStock(UUID(ids[0]), 5), RequestContext())).events
+    events += (await handlers.discontinue(Discontinue(UUID(ids[1])), RequestContext())).events
+    reviews = []
+    # 5 + 4 + 4 = 13 over 3 = 4.333 -> "4.33"; the product of ids[3] gets 1, then 2 (half-up).
+    for product, rating, author in [
+        (ids[2], 5, "a"),
+        (ids[2], 4, "b"),
+        (ids[2], 4, "c"),
+        (ids[2], 1, "d"),
+        (ids[3], 1, "a"),
+        (ids[3], 2, "b"),
+        (ids[4], 3, "a"),
+    ]:
+        submitted = await handlers.submit_review(
+            SubmitReview(UUID(product), rating, f"{rating} stars", None, author),
+            RequestContext(),
+        )
+        events += submitted.events
+        reviews.append(str(submitted.outcome.aggregate_id))
+    events += (
+        await handlers.remove_review(RemoveReview(UUID(reviews[3])), RequestContext())
+    ).events
+    return ids, reviews, events
+
+
+async def test_the_projection_of_the_events_equals_the_write_model(
+    pg_pool: asyncpg.Pool, mongo_db: Db
+) -> None:
+    ids, _, events = await write_catalog(pg_pool)
+    projection = await Projection.open(mongo_db)
+    await projection.apply(reversed(events))  # reviews before their products
+    await projection.refresh_categories()
+    async with pg_pool.acquire() as conn:
+        result = await compare(conn, mongo_db)
+    assert result.consistent, result.summary()
+    detail = await mongo_db[PRODUCT_DETAIL_COLLECTION].find_one({"_id": ids[2]})
+    assert detail is not None
+    assert detail["rating"]["average"] == "4.33"
+    listed = await mongo_db[PRODUCT_LIST_COLLECTION].find_one({"_id": ids[3]})
+    assert listed is not None
+    assert (listed["rating_average"], listed["rating_sort"]) == ("1.50", 150)
+
+
+async def test_reconcile_finds_and_repairs_exactly_the_corrupted_documents(
+    pg_pool: asyncpg.Pool, mongo_db: Db
+) -> None:
+    ids, reviews, _ = await write_catalog(pg_pool)
 
     async with pg_pool.acquire() as conn:
         empty = await compare(conn, mongo_db)
-        assert len(empty.missing) == 12
+        assert len(empty.of("product_list").missing) == 12
+        assert len(empty.of("reviews").missing) == len(reviews)
         await repair(empty, mongo_db)
         clean = await compare(conn, mongo_db)
         assert clean.consistent, clean.summary()
 
-        products = mongo_db["products"]
-        await products.update_one({"_id": str(ids[2])}, {"$set": {"price": "0.01"}})
-        await products.update_one({"_id": str(ids[3])}, {"$set": {"version": 0}})
-        await products.delete_one({"_id": str(ids[4])})
+        listed = mongo_db[PRODUCT_LIST_COLLECTION]
+        detail = mongo_db[PRODUCT_DETAIL_COLLECTION]
+        await listed.update_one({"_id": ids[5]}, {"$set": {"price": "0.01"}})
+        await listed.delete_one({"_id": ids[6]})
+        await detail.update_one({"_id": ids[7]}, {"$set": {"version": 0}})
+        await detail.update_one({"_id": ids[4]}, {"$set": {"rating.average": "1.00"}})
+        await mongo_db[REVIEWS_COLLECTION].update_one({"_id": reviews[0]}, {"$set": {"title": "x"}})
+        # The tally loses a review: the figures of both documents are recomputed from it.
+        await mongo_db[RATINGS_COLLECTION].update_one(
+            {"_id": ids[3]}, {"$unset": {f"reviews.{reviews[5]}": ""}, "$inc": {"rev": 1}}
+        )
         await mongo_db["categories"].update_one({"_id": "c0"}, {"$set": {"total_stock": -1}})
+        # The projector copies the damaged tally's figures (as it would after the damage).
+        for model in (product_list.READ_MODEL, product_detail.READ_MODEL):
+            await copy_figures(model, mongo_db[model.name], mongo_db[RATINGS_COLLECTION], [ids[3]])
 
         found = await compare(conn, mongo_db)
-        assert found.different == {str(ids[2]): ["price"]}
-        assert found.behind == [str(ids[3])]
-        assert found.missing == [str(ids[4])]
-        assert found.categories == {"c0": ["total_stock"]}
-        repaired = await repair(found, mongo_db)
-        assert repaired == 3
+        assert found.of("product_list").different == {
+            ids[5]: ["price"],
+            ids[3]: ["rating_average", "rating_count", "rating_sort"],
+        }
+        assert found.of("product_list").missing == [ids[6]]
+        assert found.of("product_detail").different == {
+            ids[7]: ["version"],
+            ids[4]: ["rating"],
+            ids[3]: ["latest_reviews", "rating"],
+        }
+        assert found.of("reviews").different == {
+            reviews[0]: ["title"],
+            f"{RATINGS_COLLECTION}/{ids[3]}": [
+                "count",
+                "average",
+                "distribution",
+                "sort",
+                "latest",
+            ],
+        }
+        assert found.of("categories").different == {"c0": ["total_stock"]}
+        await repair(found, mongo_db)
         after = await compare(conn, mongo_db)
     assert after.consistent, after.summary()
+
+
+async def test_the_command_line_reports_then_repairs(
+    pg_pool: asyncpg.Pool, database_url: str, infra: Infra, mongo_db: Db, capsys: Any
+) -> None:
+    await write_catalog(pg_pool)
+    args = (database_url, infra.mongodb_url, mongo_db.name)
+    assert await reconcile(*args, fix=False) == 1
+    assert "run with --repair" in capsys.readouterr().out
+    assert await reconcile(*args, fix=True) == 0
+    assert await reconcile(*args, fix=False) == 0
+    assert "consistent with the write model" in capsys.readouterr().out

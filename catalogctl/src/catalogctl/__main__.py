@@ -15,15 +15,19 @@ from catalogctl.reconcile import repair
 
 
 async def reconcile(database_url: str, mongodb_url: str, database: str, fix: bool) -> int:
+    """Compare every read model with the write model; with `fix`, repair what differs."""
     conn = await asyncpg.connect(database_url)
     client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongodb_url)
     try:
         db = client[database]
         result = await compare(conn, db, progress=lambda line: print(line, flush=True))
-        for key in result.products_off[:20]:
-            print(f"  product {key}: {result.different.get(key) or 'missing or behind'}")
-        for name, fields in list(result.categories.items())[:20]:
-            print(f"  category {name!r}: {fields}")
+        for comparison in result.comparisons:
+            for key in comparison.missing[:20]:
+                print(f"  {comparison.read_model} {key}: missing")
+            for key, fields in list(comparison.different.items())[:20]:
+                print(f"  {comparison.read_model} {key}: {fields}")
+            for key in comparison.extra[:20]:
+                print(f"  {comparison.read_model} {key}: not in the write model")
         if result.consistent:
             print("read models are consistent with the write model")
             return 0

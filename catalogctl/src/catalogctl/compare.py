@@ -1,73 +1,121 @@
-"""Field-by-field comparison of the write model (PostgreSQL) with the read models (MongoDB)."""
+"""Field-by-field comparison of the write model (PostgreSQL) with every read model (MongoDB).
+
+PostgreSQL computes what each read model should hold (rating figures and category figures by
+its own aggregations, in one repeatable-read snapshot); each read model of the registry then
+compares its documents with that.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
 from pymongo.asynchronous.database import AsyncDatabase
 
-from catalog_contracts.events import ProductState
-from catalog_contracts.money import format_price, price_to_cents
-from catalog_contracts.read_models import Generation, product_document
+from catalog_contracts.events import ProductState, ReviewState, format_timestamp
+from catalog_contracts.money import price_to_cents
+from catalog_contracts.read_models import LATEST_REVIEWS, Generation
 from catalog_read_models.generations import live_generation
+from catalog_read_models.ratings import STARS, Figures
+from catalog_read_models.registry import Comparison, WriteModel, registry
 
 Progress = Callable[[str], None]
 
-CATEGORY_FIELDS = (
-    "product_count",
-    "in_stock_count",
-    "total_stock",
-    "min_price",
-    "max_price",
-)
+PRODUCTS = """
+SELECT id, name, description, category, price, stock, status, version, created_at, updated_at
+  FROM products
+"""
+REVIEWS = """
+SELECT id, product_id, rating, title, body, author, status, version, created_at, updated_at
+  FROM reviews
+"""
+# round() of a numeric rounds half away from zero: half-up for positive averages.
+RATINGS = """
+SELECT product_id, count(*) AS count, round(avg(rating), 2) AS average,
+       count(*) FILTER (WHERE rating = 1) AS "1", count(*) FILTER (WHERE rating = 2) AS "2",
+       count(*) FILTER (WHERE rating = 3) AS "3", count(*) FILTER (WHERE rating = 4) AS "4",
+       count(*) FILTER (WHERE rating = 5) AS "5"
+  FROM reviews WHERE status = 'published' GROUP BY product_id
+"""
+LATEST = """
+SELECT product_id, id, rating, title, author, created_at FROM (
+    SELECT *, row_number() OVER (PARTITION BY product_id ORDER BY created_at DESC, id DESC) AS n
+      FROM reviews WHERE status = 'published'
+) newest WHERE n <= $1 ORDER BY product_id, n
+"""
+CATEGORIES = """
+SELECT category, count(*) AS product_count, count(*) FILTER (WHERE stock > 0) AS in_stock_count,
+       sum(stock) AS total_stock, min(price) AS min_price, max(price) AS max_price
+  FROM products WHERE status = 'active' GROUP BY category
+"""
 
 
 @dataclass
-class Comparison:
-    """Where the read models disagree with the write model."""
+class Reconciliation:
+    """Where each read model disagrees with the write model, and the snapshot compared."""
 
     generation: Generation
-    products: int = 0
-    missing: list[str] = field(default_factory=list)  # in PostgreSQL, not in the read model
-    behind: list[str] = field(default_factory=list)  # read model at an older version
-    different: dict[str, list[str]] = field(default_factory=dict)  # same version, other fields
-    extra: list[str] = field(default_factory=list)  # in the read model only
-    categories: dict[str, list[str]] = field(default_factory=dict)  # category -> fields off
-    expected: dict[str, dict[str, Any]] = field(default_factory=dict)
-    stored_categories: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def products_off(self) -> list[str]:
-        return sorted({*self.missing, *self.behind, *self.different})
+    write: WriteModel
+    comparisons: list[Comparison] = field(default_factory=list)
 
     @property
     def consistent(self) -> bool:
-        return not (self.products_off or self.extra or self.categories)
+        """Whether every read model agrees with the write model."""
+        return all(c.consistent for c in self.comparisons)
+
+    def of(self, read_model: str) -> Comparison:
+        """The comparison of one read model."""
+        return next(c for c in self.comparisons if c.read_model == read_model)
 
     def summary(self) -> str:
-        return (
-            f"{self.products:,} products: {len(self.missing)} missing, {len(self.behind)} behind,"
-            f" {len(self.different)} different, {len(self.extra)} extra;"
-            f" {len(self.categories)} categories off"
+        """One line per read model."""
+        return "; ".join(c.summary() for c in self.comparisons)
+
+
+async def read_write_model(conn: asyncpg.Connection) -> WriteModel:
+    """The write model and PostgreSQL's own figures, from one consistent snapshot."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        products = {str(r["id"]): ProductState(**dict(r)) for r in await conn.fetch(PRODUCTS)}
+        reviews = {str(r["id"]): ReviewState(**dict(r)) for r in await conn.fetch(REVIEWS)}
+        rating_rows = await conn.fetch(RATINGS)
+        latest: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in await conn.fetch(LATEST, LATEST_REVIEWS):
+            latest[str(row["product_id"])].append(
+                {
+                    "id": str(row["id"]),
+                    "rating": row["rating"],
+                    "title": row["title"],
+                    "author": row["author"],
+                    "created_at": format_timestamp(row["created_at"]),
+                }
+            )
+        category_rows = await conn.fetch(CATEGORIES)
+    ratings = {}
+    for row in rating_rows:
+        key = str(row["product_id"])
+        average: Decimal = row["average"]
+        ratings[key] = Figures(
+            count=row["count"],
+            average=f"{average:.2f}",
+            distribution={stars: row[stars] for stars in STARS},
+            sort=int(average * 100),
+            latest=latest[key],
         )
-
-
-def _state(row: asyncpg.Record) -> ProductState:
-    return ProductState(
-        id=row["id"],
-        name=row["name"],
-        description=row["description"],
-        category=row["category"],
-        price=row["price"],
-        stock=row["stock"],
-        status=row["status"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        version=row["version"],
-    )
+    categories = {
+        r["category"]: {
+            "product_count": r["product_count"],
+            "in_stock_count": r["in_stock_count"],
+            "total_stock": int(r["total_stock"]),
+            "min_price_cents": price_to_cents(r["min_price"]),
+            "max_price_cents": price_to_cents(r["max_price"]),
+        }
+        for r in category_rows
+    }
+    return WriteModel(products, reviews, ratings, categories)
 
 
 async def compare(
@@ -75,74 +123,17 @@ async def compare(
     db: AsyncDatabase[dict[str, Any]],
     *,
     progress: Progress = lambda _: None,
-    chunk: int = 5000,
-) -> Comparison:
-    """Compare every product and every category; one pass over each store."""
+) -> Reconciliation:
+    """Compare every read model of the registry with the write model."""
     generation = await live_generation(db)()
-    result = Comparison(generation)
-    stored: dict[str, dict[str, Any]] = {}
-    async for doc in db[generation.products].find({}):
-        stored[doc["_id"]] = doc
-    progress(f"read {len(stored):,} read documents from {generation.products}")
-    seen = 0
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        cursor = conn.cursor(
-            "SELECT id, name, description, category, price, stock, status, version,"
-            " created_at, updated_at FROM products ORDER BY id"
-        )
-        async for row in cursor:
-            expected = product_document(_state(row))
-            key = expected["_id"]
-            result.expected[key] = expected
-            actual = stored.pop(key, None)
-            if actual is None:
-                result.missing.append(key)
-            else:
-                result.stored_categories[key] = str(actual.get("category"))
-                if actual.get("version", 0) < expected["version"]:
-                    result.behind.append(key)
-                else:
-                    off = [f for f, v in expected.items() if actual.get(f) != v]
-                    off += [f for f in actual if f not in expected]
-                    if off:
-                        result.different[key] = sorted(off)
-            seen += 1
-            if seen % chunk == 0:
-                progress(f"compared {seen:,} products")
-        result.products = seen
-        figures = await conn.fetch(
-            """
-            SELECT category, count(*) AS product_count,
-                   count(*) FILTER (WHERE stock > 0) AS in_stock_count,
-                   sum(stock) AS total_stock, min(price) AS min_price, max(price) AS max_price
-              FROM products WHERE status = 'active' GROUP BY category
-            """
-        )
-    result.extra = sorted(stored)
-    expected_categories = {
-        r["category"]: {
-            "product_count": r["product_count"],
-            "in_stock_count": r["in_stock_count"],
-            "total_stock": int(r["total_stock"]),
-            "min_price": format_price(r["min_price"]),
-            "max_price": format_price(r["max_price"]),
-            "min_price_cents": price_to_cents(r["min_price"]),
-            "max_price_cents": price_to_cents(r["max_price"]),
-        }
-        for r in figures
-    }
-    actual_categories = {
-        doc["_id"]: doc
-        async for doc in db[generation.categories].find({"product_count": {"$gt": 0}})
-    }
-    for name in sorted({*expected_categories, *actual_categories}):
-        want = expected_categories.get(name)
-        have = actual_categories.get(name)
-        if want is None or have is None:
-            result.categories[name] = ["missing" if have is None else "extra"]
-            continue
-        off = [f for f, v in want.items() if have.get(f) != v]
-        if off:
-            result.categories[name] = off
-    progress(result.summary())
+    write = await read_write_model(conn)
+    progress(
+        f"write model: {len(write.products):,} products, {len(write.reviews):,} reviews;"
+        f" comparing generation {generation.name}"
+    )
+    result = Reconciliation(generation, write)
+    for model in registry():
+        comparison = await model.compare(write, db, generation)
+        result.comparisons.append(comparison)
+        progress(comparison.summary())
     return result

@@ -14,9 +14,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the projector image."""
     parser = argparse.ArgumentParser(prog="projector", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="consume the events topic into the read models")
+    sub.add_parser("run", help="consume the products' and reviews' topics into the read models")
     rebuild = sub.add_parser(
-        "rebuild", help="replay the topic into a new generation of read models and switch to it"
+        "rebuild", help="replay both topics into a new generation of read models and switch to it"
     )
     rebuild.add_argument(
         "--grace-seconds",

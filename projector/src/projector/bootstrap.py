@@ -8,10 +8,12 @@ import logging
 import signal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from prometheus_client import CollectorRegistry, start_http_server
 from pymongo import AsyncMongoClient
 
-from catalog_read_models.writer import ReadModelUnavailable, ReadModelWriter
+from catalog_read_models.projection import Projection
+from catalog_read_models.store import ReadModelUnavailable, open_store
 from projector.consumer import ConsumerConfig, Projector
 from projector.metrics import ProjectorMetrics
 from projector.settings import ProjectorSettings
@@ -19,8 +21,9 @@ from service_runtime.retry import Backoff, RetryStopped
 
 log = logging.getLogger(__name__)
 
-# The read model's store may come up after the projector: create the indexes once it answers.
-STORE_START = Backoff("creating the read model's indexes", retry_on=(ReadModelUnavailable,))
+# The read model's store may come up after the projector: pick its adapter and create the
+# indexes once it answers.
+STORE_START = Backoff("opening the read models' store", retry_on=(ReadModelUnavailable,))
 # Kafka may come up after the projector (any error of a client's start means "not reachable").
 KAFKA_START = Backoff("connecting to Kafka", retry_on=(Exception,))
 
@@ -41,15 +44,21 @@ async def run_projector(settings: ProjectorSettings) -> None:
         tz_aware=True,
         socketTimeoutMS=settings.mongodb_timeout_ms,
     )
-    writer = ReadModelWriter(mongo[settings.mongodb_database])
+    db = mongo[settings.mongodb_database]
+
+    async def open_projection() -> Projection:
+        projection = Projection(db, await open_store(db))
+        await projection.ensure_indexes()
+        return projection
+
     try:
-        await STORE_START.call(writer.ensure_indexes, stop=stop, logger=log)
+        projection = await STORE_START.call(open_projection, stop=stop, logger=log)
     except RetryStopped:
         await mongo.close()
         return
 
     consumer = AIOKafkaConsumer(
-        settings.events_topic,
+        *settings.topics,
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=settings.group_id,
         client_id="catalog-projector",
@@ -57,6 +66,10 @@ async def run_projector(settings: ProjectorSettings) -> None:
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024,
         fetch_max_wait_ms=50,
+        # Both topics have the same partition count and key: range assignment gives partition i
+        # of both to one consumer, so one product's two streams are mostly applied by one
+        # process (correctness does not depend on it).
+        partition_assignment_strategy=(RangePartitionAssignor,),
     )
     dead_letters = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -65,13 +78,11 @@ async def run_projector(settings: ProjectorSettings) -> None:
         acks="all",
     )
     config = ConsumerConfig(
-        topic=settings.events_topic,
-        dead_letter_topic=settings.dead_letter_topic,
         batch_size=settings.batch_size,
         category_refresh_seconds=settings.category_refresh_seconds,
         category_refresh_share=settings.category_refresh_share,
     )
-    projector = Projector(config, consumer, dead_letters, writer, ProjectorMetrics(registry))
+    projector = Projector(config, consumer, dead_letters, projection, ProjectorMetrics(registry))
     try:
         await KAFKA_START.call(consumer.start, stop=stop, logger=log)
         await KAFKA_START.call(dead_letters.start, stop=stop, logger=log)

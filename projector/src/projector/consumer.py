@@ -1,7 +1,8 @@
 """The projector's consumer loop: read a batch, apply it to MongoDB, then commit its offsets.
 
-Offsets are committed only after the batch is in MongoDB, so a crash at any point redelivers
-what may not have been applied; the version guard makes the redelivery change nothing.
+One consumer group reads both topics (products and reviews). Offsets are committed only after
+the batch is in MongoDB, so a crash at any point redelivers what may not have been applied;
+the version guards make the redelivery change nothing, whatever the order of the two topics.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from catalog_contracts.codec import EventDecodeError, decode_product_event
-from catalog_contracts.events import ProductEvent
-from catalog_read_models.writer import ApplyResult, ReadModelUnavailable, ReadModelWriter
+from catalog_contracts.codec import EventDecodeError, decode_event
+from catalog_contracts.events import CatalogEvent
+from catalog_read_models.projection import Projection
+from catalog_read_models.registry import ApplyResult
+from catalog_read_models.store import ReadModelUnavailable
 from projector.metrics import ProjectorMetrics
 from service_runtime.faults import PROJECTOR_AFTER_APPLY, crash_point
 from service_runtime.retry import Backoff, RetryStopped
@@ -27,10 +30,15 @@ from service_runtime.retry import Backoff, RetryStopped
 log = logging.getLogger(__name__)
 
 
+def dead_letter_topic(source: str) -> str:
+    """The dead-letter topic of a source topic."""
+    return f"{source}.dlq"
+
+
 @dataclass(frozen=True, slots=True)
 class ConsumerConfig:
-    topic: str
-    dead_letter_topic: str
+    """How the consumer loop batches, waits and refreshes categories."""
+
     batch_size: int = 1000
     poll_timeout_ms: int = 200
     max_backoff: float = 10.0
@@ -62,7 +70,7 @@ class ProjectorStalled(Exception):
 
 @dataclass
 class Batch:
-    events: list[ProductEvent] = field(default_factory=list)
+    events: list[CatalogEvent] = field(default_factory=list)
     poison: list[tuple[ConsumerRecord[bytes, bytes], EventDecodeError]] = field(
         default_factory=list
     )
@@ -70,20 +78,20 @@ class Batch:
 
 
 class Projector:
-    """Consumes the events topic into the read models."""
+    """Consumes the products' and reviews' topics into the read models."""
 
     def __init__(
         self,
         config: ConsumerConfig,
         consumer: AIOKafkaConsumer,
         dead_letters: AIOKafkaProducer,
-        writer: ReadModelWriter,
+        projection: Projection,
         metrics: ProjectorMetrics,
     ) -> None:
         self._config = config
         self._consumer = consumer
         self._dead_letters = dead_letters
-        self._writer = writer
+        self._projection = projection
         self._metrics = metrics
         self._batch_retry = replace(BATCH_RETRY, max_wait=config.max_backoff)
 
@@ -110,11 +118,13 @@ class Projector:
             started = time.perf_counter()
             pause = self._config.category_refresh_seconds
             try:
-                if refreshed := await self._writer.refresh_categories():
+                if refreshed := await self._projection.refresh_categories():
                     took = time.perf_counter() - started
                     self._metrics.category_refresh_seconds.observe(took)
                     self._metrics.categories_refreshed.inc(refreshed)
                     pause = refresh_pause(took, pause, share)
+                staleness = await self._projection.categories_staleness()
+                self._metrics.categories_staleness.set(staleness)
             except ReadModelUnavailable as exc:
                 log.warning("category refresh failed (%s); the marks stay for the next", exc)
 
@@ -151,7 +161,7 @@ class Projector:
         for tp, messages in records.items():
             for message in messages:
                 try:
-                    batch.events.append(decode_product_event(message.value))
+                    batch.events.append(decode_event(message.value))
                 except EventDecodeError as exc:
                     batch.poison.append((message, exc))
             batch.offsets[tp] = messages[-1].offset + 1
@@ -164,7 +174,7 @@ class Projector:
             await self._dead_letter(batch.poison)
             batch.poison = []
             started = time.perf_counter()
-            applied = await self._writer.apply(batch.events)
+            applied = await self._projection.apply(batch.events)
             self._metrics.batch_seconds.observe(time.perf_counter() - started)
             return applied
 
@@ -200,7 +210,7 @@ class Projector:
                 ("dlq.source.offset", str(message.offset).encode()),
             ]
             await self._dead_letters.send_and_wait(
-                self._config.dead_letter_topic,
+                dead_letter_topic(message.topic),
                 value=message.value,
                 key=message.key,
                 headers=headers,
@@ -243,4 +253,5 @@ class Projector:
                 continue
             with contextlib.suppress(KafkaError, AssertionError):
                 position = await self._consumer.position(tp)
-                self._metrics.lag.labels(str(tp.partition)).set(max(0, highwater - position))
+                lag = max(0, highwater - position)
+                self._metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)

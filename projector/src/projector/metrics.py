@@ -6,6 +6,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class ProjectorMetrics:
+    """The projector's metrics, in one registry."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
         self.events = Counter(
             "projector_events_total",
@@ -57,6 +59,11 @@ class ProjectorMetrics:
             "Category documents set to fresh figures",
             registry=registry,
         )
+        self.categories_staleness = Gauge(
+            "projector_categories_staleness_seconds",
+            "Seconds since the oldest category mark no refresh has answered yet",
+            registry=registry,
+        )
         self.commit_to_view = Histogram(
             "projector_commit_to_view_seconds",
             "Time from the command's commit (occurred_at) to the read model write",
@@ -66,6 +73,6 @@ class ProjectorMetrics:
         self.lag = Gauge(
             "projector_consumer_lag",
             "Messages behind the partition's high watermark",
-            ["partition"],
+            ["topic", "partition"],
             registry=registry,
         )

@@ -1,4 +1,7 @@
-"""Rebuild: replay the topic from offset 0 into a new generation, then switch readers to it.
+"""Rebuild: replay both topics from offset 0 into a new generation, then switch readers to it.
+
+Every read model of the registry gets a new collection; products and reviews are replayed in
+whatever order the partitions yield them (the read models are correct in any order).
 
 The live projector keeps running throughout. After the switch, the rebuild catches up once
 more to the then-current end of every partition, so an event the live projector applied to the
@@ -21,16 +24,20 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import AsyncMongoClient
 
-from catalog_contracts.codec import EventDecodeError, decode_product_event
+from catalog_contracts.codec import EventDecodeError, decode_event
+from catalog_contracts.events import CatalogEvent
 from catalog_contracts.read_models import (
+    GENERATION_COLLECTIONS,
     GENERATION_POINTER_ID,
     META_COLLECTION,
+    PRODUCT_DETAIL_COLLECTION,
     Generation,
     generation_named,
     pointer_document,
 )
 from catalog_read_models.generations import Db, fixed_generation, live_generation
-from catalog_read_models.writer import ReadModelWriter
+from catalog_read_models.projection import Projection
+from catalog_read_models.store import open_store
 from projector.settings import ProjectorSettings
 
 log = logging.getLogger(__name__)
@@ -40,6 +47,8 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True, slots=True)
 class RebuildReport:
+    """What a rebuild did."""
+
     old: Generation
     new: Generation
     events: int
@@ -50,9 +59,9 @@ class RebuildReport:
 class _Replay:
     """Reads assigned partitions up to target offsets and applies what it reads."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, writer: ReadModelWriter, progress: Progress):
+    def __init__(self, consumer: AIOKafkaConsumer, projection: Projection, progress: Progress):
         self.consumer = consumer
-        self.writer = writer
+        self.projection = projection
         self.progress = progress
         self.events = 0
         self.undecodable = 0
@@ -65,18 +74,18 @@ class _Replay:
         done = 0
         while remaining:
             batches = await self.consumer.getmany(*remaining, timeout_ms=500, max_records=2000)
-            events = []
+            events: list[CatalogEvent] = []
             for tp, messages in batches.items():
                 for message in messages:
                     if message.offset >= targets[tp]:
                         break
                     try:
-                        events.append(decode_product_event(message.value))
+                        events.append(decode_event(message.value))
                     except EventDecodeError:
                         self.undecodable += 1  # the live projector dead-lettered it already
                     done += 1
             if events:
-                await self.writer.apply(events, mark_categories=recompute)
+                await self.projection.apply(events, mark_categories=recompute)
                 self.events += len(events)
             for tp in list(remaining):
                 if await self.consumer.position(tp) >= targets[tp]:
@@ -109,7 +118,7 @@ async def rebuild(
     grace_seconds: float = 3.0,
     db: Db | None = None,
 ) -> RebuildReport:
-    """Replay the events topic into a new generation and make it the live one."""
+    """Replay both topics into a new generation of every read model and make it the live one."""
     started = time.monotonic()
     client: AsyncMongoClient[dict[str, Any]] | None = None
     if db is None:
@@ -127,26 +136,26 @@ async def rebuild(
         old = await live_generation(db)()
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
         new = generation_named(f"g{stamp}{uuid.uuid4().hex[:6]}")
-        writer = ReadModelWriter(db, fixed_generation(new))
-        await writer.ensure_indexes()
+        projection = Projection(db, await open_store(db), fixed_generation(new))
+        await projection.ensure_indexes()
         await consumer.start()
-        partitions = await topic_partitions(settings.kafka_bootstrap_servers, settings.events_topic)
-        tps = [TopicPartition(settings.events_topic, p) for p in sorted(partitions)]
+        tps = [
+            TopicPartition(topic, p)
+            for topic in settings.topics
+            for p in sorted(await topic_partitions(settings.kafka_bootstrap_servers, topic))
+        ]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         begin = await consumer.beginning_offsets(tps)
         targets = await consumer.end_offsets(tps)
         total = sum(targets[tp] - begin[tp] for tp in tps)
         progress(f"rebuilding {old.name} -> {new.name} from {total:,} messages")
-        replay = _Replay(consumer, writer, progress)
+        replay = _Replay(consumer, projection, progress)
         await replay.until(targets, total=total, recompute=False, phase="replay")
 
-        cursor = await db[new.products].aggregate(
-            [{"$group": {"_id": "$category", "n": {"$sum": 1}}}]
-        )
-        categories = [row["_id"] async for row in cursor]
+        categories = await db[new.collection(PRODUCT_DETAIL_COLLECTION)].distinct("category")
         progress(f"computing {len(categories)} categories")
-        await writer.recompute_categories(categories, new)
+        await projection.recompute_categories(categories)
 
         await db[META_COLLECTION].replace_one(
             {"_id": GENERATION_POINTER_ID}, pointer_document(new), upsert=True
@@ -156,12 +165,13 @@ async def rebuild(
         catch_up = await consumer.end_offsets(tps)
         extra = sum(catch_up[tp] - targets[tp] for tp in tps)
         await replay.until(catch_up, total=extra, recompute=True, phase="catch-up")
-        await writer.refresh_categories(new)
+        await projection.refresh_categories()
 
         await asyncio.sleep(grace_seconds)  # every reader re-reads the pointer in this time
         if old != new:
-            await db.drop_collection(old.products)
-            await db.drop_collection(old.categories)
+            # Every collection a generation may hold, the pre-registry `products` included.
+            for logical in GENERATION_COLLECTIONS:
+                await db.drop_collection(old.collection(logical))
             progress(f"dropped {old.name}")
         report = RebuildReport(
             old, new, replay.events, replay.undecodable, time.monotonic() - started

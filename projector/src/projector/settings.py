@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from catalog_contracts.events import EVENTS_TOPIC
+from catalog_contracts.events import EVENTS_TOPIC, REVIEWS_TOPIC
 
 
 class ProjectorSettings(BaseSettings):
@@ -19,6 +19,9 @@ class ProjectorSettings(BaseSettings):
     )
     events_topic: str = Field(
         EVENTS_TOPIC, validation_alias=AliasChoices("PROJECTOR_EVENTS_TOPIC", "EVENTS_TOPIC")
+    )
+    reviews_topic: str = Field(
+        REVIEWS_TOPIC, validation_alias=AliasChoices("PROJECTOR_REVIEWS_TOPIC", "REVIEWS_TOPIC")
     )
     group_id: str = "catalog-projector"
     mongodb_url: str = Field(
@@ -43,5 +46,6 @@ class ProjectorSettings(BaseSettings):
     metrics_port: int = Field(18012, ge=0, le=65535)
 
     @property
-    def dead_letter_topic(self) -> str:
-        return f"{self.events_topic}.dlq"
+    def topics(self) -> tuple[str, ...]:
+        """Every topic the projector consumes (products, then reviews)."""
+        return (self.events_topic, self.reviews_topic)

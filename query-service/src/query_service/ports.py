@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-SortKey = Literal["name", "-name", "price", "-price", "-updated_at"]
+SortKey = Literal["name", "-name", "price", "-price", "-updated_at", "-rating"]
+ReviewSortKey = Literal["-created_at", "-rating", "rating"]
 
 
 class ReadModelUnavailable(Exception):
@@ -31,29 +32,41 @@ class ProductFilter:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One page of product list documents and the cursor of the next (None on the last)."""
+    """One page of read documents and the cursor of the next (None on the last)."""
 
     items: list[dict[str, Any]]
     next_cursor: str | None
 
 
 class ReadModel(Protocol):
-    """Reads of the product and category read models (shapes in catalog_contracts.read_models).
+    """Reads of the product, review and category read models.
 
-    The reads raise `ReadModelUnavailable` when the store cannot answer (the API's 503).
+    Shapes in catalog_contracts.read_models; the reads raise `ReadModelUnavailable` when the
+    store cannot answer (the API's 503).
     """
 
     async def get(self, product_id: str) -> dict[str, Any] | None:
-        """The product document with this id, or None."""
+        """The product's `ProductDetailDocument`, or None."""
         ...
 
     async def list_products(
         self, where: ProductFilter, *, sort: SortKey, limit: int, cursor: str | None
     ) -> Page:
-        """One page in a total order (sort field, then id ascending), resuming after `cursor`.
+        """One page of `ProductListDocument`s in a total order (sort field, then id ascending).
 
-        Items carry at least `_id, name, price, in_stock, category`; a cursor this API did not
-        issue for `sort` raises `InvalidCursor`.
+        Resumes after `cursor`; items carry at least `_id, name, price, in_stock, category,
+        rating_average, rating_count`; a cursor this API did not issue for `sort` raises
+        `InvalidCursor`.
+        """
+        ...
+
+    async def reviews(
+        self, product_id: str, *, sort: ReviewSortKey, limit: int, cursor: str | None
+    ) -> Page | None:
+        """One page of the product's published `ReviewDocument`s (sort field, then id ascending).
+
+        None when the product has no detail document; a cursor this API did not issue for
+        `sort` raises `InvalidCursor` (before the store is asked anything).
         """
         ...
 

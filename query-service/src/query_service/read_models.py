@@ -6,30 +6,72 @@ import base64
 import binascii
 import re
 import time
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from catalog_contracts.money import MAX_PRICE, price_to_cents
 from catalog_contracts.read_models import (
+    CATEGORIES_COLLECTION,
     GENERATION_POINTER_ID,
     META_COLLECTION,
+    PRODUCT_DETAIL_COLLECTION,
+    PRODUCT_LIST_COLLECTION,
+    REVIEWS_COLLECTION,
     Generation,
     generation_from_pointer,
 )
-from query_service.ports import InvalidCursor, Page, ReadModelUnavailable, SortKey
+from query_service.ports import (
+    InvalidCursor,
+    Page,
+    ReadModelUnavailable,
+    ReviewSortKey,
+    SortKey,
+)
 from query_service.ports import ProductFilter as ProductFilter  # callers still name it here
 
-# sort key -> (document field, direction)
-SORTS: dict[str, tuple[str, int]] = {
-    "name": ("name", ASCENDING),
-    "-name": ("name", DESCENDING),
-    "price": ("price_cents", ASCENDING),
-    "-price": ("price_cents", DESCENDING),
-    "-updated_at": ("updated_at", DESCENDING),
+Collection = AsyncCollection[dict[str, Any]]
+
+MAX_PRICE_CENTS = price_to_cents(MAX_PRICE)
+# An average of 5.00 in hundredths; -1 marks a product without reviews.
+MAX_RATING_SORT = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """A total order of documents: `field` in `direction`, then `_id` ascending.
+
+    `low`/`high` bound an integer field; a field without them holds text. A cursor carrying
+    anything else was not issued by this API.
+    """
+
+    field: str
+    direction: int
+    low: int | None = None
+    high: int | None = None
+
+
+# list sort key -> order of product_list documents
+SORTS: dict[str, Order] = {
+    "name": Order("name", ASCENDING),
+    "-name": Order("name", DESCENDING),
+    "price": Order("price_cents", ASCENDING, 0, MAX_PRICE_CENTS),
+    "-price": Order("price_cents", DESCENDING, 0, MAX_PRICE_CENTS),
+    "-updated_at": Order("updated_at", DESCENDING),
+    "-rating": Order("rating_sort", DESCENDING, -1, MAX_RATING_SORT),
+}
+
+# review sort key -> order of one product's review documents
+REVIEW_SORTS: dict[str, Order] = {
+    "-created_at": Order("created_at", DESCENDING),
+    "-rating": Order("rating", DESCENDING, 1, 5),
+    "rating": Order("rating", ASCENDING, 1, 5),
 }
 
 LIST_PROJECTION = {
@@ -38,11 +80,26 @@ LIST_PROJECTION = {
     "price": 1,
     "in_stock": 1,
     "category": 1,
+    "rating_average": 1,
+    "rating_count": 1,
     "price_cents": 1,
     "updated_at": 1,
+    "rating_sort": 1,
 }
 
-MAX_PRICE_CENTS = price_to_cents(MAX_PRICE)
+REVIEW_PROJECTION = {
+    "_id": 1,
+    "rating": 1,
+    "title": 1,
+    "body": 1,
+    "author": 1,
+    "created_at": 1,
+}
+
+
+def review_cursor_tag(sort: str) -> str:
+    """What a reviews cursor names its order by: review and list sorts share the key `-rating`."""
+    return f"reviews:{sort}"
 
 
 def mongo_filter(where: ProductFilter) -> dict[str, Any]:
@@ -68,34 +125,80 @@ def mongo_filter(where: ProductFilter) -> dict[str, Any]:
     return query
 
 
-def encode_cursor(sort: str, value: Any, last_id: str) -> str:
+def encode_cursor(tag: str, value: Any, last_id: str) -> str:
     """The opaque cursor of the page after the document (`value` of the sort field, `last_id`)."""
-    raw = orjson.dumps({"s": sort, "v": value, "i": last_id})
+    raw = orjson.dumps({"s": tag, "v": value, "i": last_id})
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def decode_cursor(cursor: str, sort: str) -> tuple[Any, str]:
+def decode_cursor(cursor: str, tag: str, order: Order) -> tuple[Any, str]:
     """The sort-field value and id a cursor resumes after; `InvalidCursor` if not ours."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError, orjson.JSONDecodeError):
         raise InvalidCursor("cursor is not one this API issued") from None
-    if not isinstance(data, dict) or data.get("s") != sort or not isinstance(data.get("i"), str):
+    if not isinstance(data, dict) or data.get("s") != tag:
         raise InvalidCursor("cursor belongs to another sort order")
-    value = data.get("v")
-    field, _ = SORTS[sort]
-    expected = int if field == "price_cents" else str
-    if not isinstance(value, expected) or isinstance(value, bool):
+    value, last_id = data.get("v"), data.get("i")
+    if not isinstance(last_id, str) or not _is_uuid(last_id) or not _fits(order, value):
         raise InvalidCursor("cursor is not one this API issued")
-    # A forged integer past BSON's int64 would fail to encode in the driver (a 500, not a 422).
-    if isinstance(value, int) and not 0 <= value <= MAX_PRICE_CENTS:
-        raise InvalidCursor("cursor is not one this API issued")
-    return value, data["i"]
+    return value, last_id
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
+
+
+def _fits(order: Order, value: object) -> bool:
+    if order.low is None or order.high is None:
+        # FerretDB fails on a NUL in a filter: a 503 would have the client retry a forgery.
+        return isinstance(value, str) and "\x00" not in value
+    # Out of range would be a forgery, and past BSON's int64 the driver could not encode it.
+    return type(value) is int and order.low <= value <= order.high
+
+
+async def _page(
+    collection: Collection,
+    query: dict[str, Any],
+    projection: dict[str, int],
+    order: Order,
+    *,
+    tag: str,
+    limit: int,
+    after: tuple[Any, str] | None,
+) -> Page:
+    if after is not None:
+        value, last_id = after
+        beyond = "$gt" if order.direction == ASCENDING else "$lt"
+        resume = {
+            "$or": [{order.field: {beyond: value}}, {order.field: value, "_id": {"$gt": last_id}}]
+        }
+        # Beside the equality fields rather than around them: FerretDB pushes down only
+        # top-level equalities, so the store still narrows by them first.
+        query = {**query, "$and": [resume]}
+    try:
+        found = (
+            collection.find(query, projection)
+            .sort([(order.field, order.direction), ("_id", ASCENDING)])
+            .limit(limit + 1)
+        )
+        documents = [doc async for doc in found]
+    except PyMongoError as exc:
+        raise ReadModelUnavailable(str(exc)) from exc
+    next_cursor = None
+    if len(documents) > limit:
+        documents = documents[:limit]
+        last = documents[-1]
+        next_cursor = encode_cursor(tag, last[order.field], last["_id"])
+    return Page(documents, next_cursor)
 
 
 class ProductReadModel:
-    """Reads of the live generation of the `products` and `categories` collections."""
+    """Reads of the live generation of the product, review and category read models."""
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]], *, refresh_seconds: float = 1.0) -> None:
         self._db = db
@@ -115,15 +218,15 @@ class ProductReadModel:
             self._resolved_at = now
         return self._generation
 
-    async def _collections(self) -> tuple[Any, Any]:
+    async def _collection(self, logical: str) -> Collection:
         generation = await self.generation()
-        return self._db[generation.products], self._db[generation.categories]
+        return self._db[generation.collection(logical)]
 
     async def get(self, product_id: str) -> dict[str, Any] | None:
-        """The product document with this id, or None."""
-        products, _ = await self._collections()
+        """The product's detail document, or None."""
+        details = await self._collection(PRODUCT_DETAIL_COLLECTION)
         try:
-            document: dict[str, Any] | None = await products.find_one({"_id": product_id})
+            document: dict[str, Any] | None = await details.find_one({"_id": product_id})
             return document
         except PyMongoError as exc:
             raise ReadModelUnavailable(str(exc)) from exc
@@ -131,34 +234,43 @@ class ProductReadModel:
     async def list_products(
         self, where: ProductFilter, *, sort: SortKey, limit: int, cursor: str | None
     ) -> Page:
-        """One page in a total order (sort field, then id), resuming after `cursor`."""
-        field, direction = SORTS[sort]
-        query = mongo_filter(where)
-        if cursor is not None:
-            value, last_id = decode_cursor(cursor, sort)
-            beyond = "$gt" if direction == ASCENDING else "$lt"
-            after = {"$or": [{field: {beyond: value}}, {field: value, "_id": {"$gt": last_id}}]}
-            query = {"$and": [query, after]}
-        products, _ = await self._collections()
+        """One page of list documents in a total order (sort field, then id), after `cursor`."""
+        order = SORTS[sort]
+        after = None if cursor is None else decode_cursor(cursor, sort, order)
+        products = await self._collection(PRODUCT_LIST_COLLECTION)
+        return await _page(
+            products,
+            mongo_filter(where),
+            LIST_PROJECTION,
+            order,
+            tag=sort,
+            limit=limit,
+            after=after,
+        )
+
+    async def reviews(
+        self, product_id: str, *, sort: ReviewSortKey, limit: int, cursor: str | None
+    ) -> Page | None:
+        """One page of the product's published reviews, or None without its detail document."""
+        order, tag = REVIEW_SORTS[sort], review_cursor_tag(sort)
+        after = None if cursor is None else decode_cursor(cursor, tag, order)
+        details = await self._collection(PRODUCT_DETAIL_COLLECTION)
         try:
-            found = (
-                products.find(query, LIST_PROJECTION)
-                .sort([(field, direction), ("_id", ASCENDING)])
-                .limit(limit + 1)
-            )
-            documents = [doc async for doc in found]
+            known = await details.find_one({"_id": product_id}, {"_id": 1})
         except PyMongoError as exc:
             raise ReadModelUnavailable(str(exc)) from exc
-        next_cursor = None
-        if len(documents) > limit:
-            documents = documents[:limit]
-            last = documents[-1]
-            next_cursor = encode_cursor(sort, last[field], last["_id"])
-        return Page(documents, next_cursor)
+        if known is None:
+            return None
+        reviews = await self._collection(REVIEWS_COLLECTION)
+        # Equalities only, so an index on (product_id, status, ...) serves the filter.
+        published = {"product_id": product_id, "status": "published"}
+        return await _page(
+            reviews, published, REVIEW_PROJECTION, order, tag=tag, limit=limit, after=after
+        )
 
     async def categories(self) -> list[dict[str, Any]]:
         """The category documents with at least one active product, by category name."""
-        _, categories = await self._collections()
+        categories = await self._collection(CATEGORIES_COLLECTION)
         try:
             found = categories.find({"product_count": {"$gt": 0}}).sort("_id", ASCENDING)
             return [doc async for doc in found]

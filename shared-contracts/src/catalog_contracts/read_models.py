@@ -18,6 +18,8 @@ from catalog_contracts.events import (
 )
 from catalog_contracts.money import format_price, price_to_cents
 
+# The single product collection of releases before product_list/product_detail: a generation
+# still names it so a rebuild drops it with the rest.
 PRODUCTS_COLLECTION = "products"
 CATEGORIES_COLLECTION = "categories"
 PRODUCT_LIST_COLLECTION = "product_list"
@@ -28,23 +30,6 @@ REVIEWS_COLLECTION = "reviews"
 RATINGS_COLLECTION = "product_ratings"
 # How many of the newest published reviews the product page shows.
 LATEST_REVIEWS = 5
-
-
-class ProductDocument(Contract):
-    """One product in the `products` collection; `_id` is the product id as text."""
-
-    id: str = Field(alias="_id")
-    name: str
-    description: str | None
-    category: str
-    price: str
-    price_cents: int
-    stock: int
-    in_stock: bool
-    status: ProductStatus
-    version: int
-    created_at: str
-    updated_at: str
 
 
 class CategoryDocument(Contract):
@@ -85,6 +70,8 @@ class ProductListDocument(Contract):
 
     id: str = Field(alias="_id")
     name: str
+    # Not shown in a list, but `q` searches it.
+    description: str | None
     category: str
     price: str
     price_cents: int
@@ -198,14 +185,6 @@ class Generation:
         """The physical name of a read model's collection in this generation."""
         default = logical if self.name == "base" else f"{logical}_{self.name}"
         return self.collections.get(logical, default)
-
-    @property
-    def products(self) -> str:
-        return self.collection(PRODUCTS_COLLECTION)
-
-    @property
-    def categories(self) -> str:
-        return self.collection(CATEGORIES_COLLECTION)
 
 
 BASE_GENERATION = Generation("base", {name: name for name in GENERATION_COLLECTIONS})

@@ -10,7 +10,6 @@ from catalog_contracts.events import EVENT_MODELS, CatalogEvent
 from catalog_contracts.read_models import (
     CategoryDocument,
     ProductDetailDocument,
-    ProductDocument,
     ProductListDocument,
     ReviewDocument,
 )
@@ -32,7 +31,6 @@ def generate_schemas() -> dict[str, dict[str, Any]]:
     for name, model in EVENT_MODELS.items():
         schemas[f"{name}.json"] = _with_header(name, model.model_json_schema(mode="serialization"))
     for read_model in (
-        ProductDocument,
         ProductListDocument,
         ProductDetailDocument,
         ReviewDocument,

@@ -21,8 +21,8 @@ from tenacity import (
 
 from catalog_contracts.money import PriceError, parse_price, price_to_cents
 from catalog_contracts.problems import problem
-from query_service.api.schemas import CategoryStats, ProductDetail, ProductPage
-from query_service.ports import InvalidCursor, ProductFilter, ReadModel, SortKey
+from query_service.api.schemas import CategoryStats, ProductDetail, ProductPage, ReviewPage
+from query_service.ports import InvalidCursor, ProductFilter, ReadModel, ReviewSortKey, SortKey
 from query_service.settings import QuerySettings
 from service_runtime.problems import problem_response
 
@@ -112,6 +112,8 @@ async def list_products(
             "price": d["price"],
             "in_stock": d["in_stock"],
             "category": d["category"],
+            "rating_average": d["rating_average"],
+            "rating_count": d["rating_count"],
         }
         for d in page.items
     ]
@@ -120,7 +122,19 @@ async def list_products(
     )
 
 
+def _not_found(request: Request, product_id: str) -> Response:
+    return problem_response(
+        problem(
+            404,
+            "product-not-found",
+            f"product {product_id} does not exist",
+            instance=request.url.path,
+        )
+    )
+
+
 def _detail(document: dict[str, Any]) -> dict[str, Any]:
+    rating = document["rating"]
     return {
         "id": document["_id"],
         "name": document["name"],
@@ -133,6 +147,22 @@ def _detail(document: dict[str, Any]) -> dict[str, Any]:
         "version": document["version"],
         "created_at": document["created_at"],
         "updated_at": document["updated_at"],
+        "rating": {
+            "count": rating["count"],
+            "average": rating["average"],
+            # Every star count is in the response schema, a star nobody gave included.
+            "distribution": {stars: rating["distribution"].get(stars, 0) for stars in "12345"},
+        },
+        "latest_reviews": [
+            {
+                "id": r["id"],
+                "rating": r["rating"],
+                "title": r["title"],
+                "author": r["author"],
+                "created_at": r["created_at"],
+            }
+            for r in document["latest_reviews"]
+        ],
     }
 
 
@@ -231,15 +261,48 @@ async def get_product(
                 {"Retry-After": "1"},
             )
     if document is None:
-        return problem_response(
-            problem(
-                404, "product-not-found", f"product {key} does not exist", instance=request.url.path
-            )
-        )
+        return _not_found(request, key)
     etag = f'"{document["version"]}"'
     if _etag_matches(if_none_match, document["version"]):
         return Response(status_code=304, headers={"ETag": etag})
     return Response(orjson.dumps(_detail(document)), media_type=_JSON, headers={"ETag": etag})
+
+
+@get_and_head(
+    "/products/{product_id}/reviews",
+    response_model=ReviewPage,
+    summary="A product's published reviews",
+    responses={404: {"description": "Unknown product"}},
+)
+async def list_reviews(
+    request: Request,
+    product_id: UUID,
+    read_model: ReadModelDep,
+    sort: ReviewSortKey = "-created_at",
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=1000)] = None,
+) -> Response:
+    key = str(product_id)
+    try:
+        page = await read_model.reviews(key, sort=sort, limit=limit, cursor=cursor)
+    except InvalidCursor as exc:
+        raise _invalid("cursor", str(exc)) from None
+    if page is None:
+        return _not_found(request, key)
+    items = [
+        {
+            "id": d["_id"],
+            "rating": d["rating"],
+            "title": d["title"],
+            "body": d["body"],
+            "author": d["author"],
+            "created_at": d["created_at"],
+        }
+        for d in page.items
+    ]
+    return Response(
+        orjson.dumps({"items": items, "next_cursor": page.next_cursor}), media_type=_JSON
+    )
 
 
 @get_and_head(
