@@ -20,6 +20,7 @@ from catalog_contracts.read_models import (
 from catalog_read_models import product_detail, product_list
 from catalog_read_models.product_documents import copy_figures
 from catalog_read_models.projection import Projection
+from catalog_read_models.store import open_store
 from catalogctl.__main__ import reconcile
 from catalogctl.compare import compare
 from catalogctl.reconcile import repair
@@ -122,8 +123,11 @@ async def test_reconcile_finds_and_repairs_exactly_the_corrupted_documents(
         )
         await mongo_db["categories"].update_one({"_id": "c0"}, {"$set": {"total_stock": -1}})
         # The projector copies the damaged tally's figures (as it would after the damage).
+        store = await open_store(mongo_db)
         for model in (product_list.READ_MODEL, product_detail.READ_MODEL):
-            await copy_figures(model, mongo_db[model.name], mongo_db[RATINGS_COLLECTION], [ids[3]])
+            await copy_figures(
+                model, store, mongo_db[model.name], mongo_db[RATINGS_COLLECTION], [ids[3]]
+            )
 
         found = await compare(conn, mongo_db)
         assert found.of("product_list").different == {

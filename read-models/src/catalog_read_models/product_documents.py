@@ -71,7 +71,7 @@ class ProductDocuments:
         tallies = batch.collection(RATINGS_COLLECTION)
         events = list(batch.products.values())
         if events:
-            before = await read_tallies(tallies, batch.products)
+            before = await read_tallies(batch.store, tallies, batch.products)
             writes = []
             for event in events:
                 rev, figures = before.get(str(event.state.id), (0, NO_FIGURES))
@@ -87,7 +87,9 @@ class ProductDocuments:
             if self.counts_events:
                 for event, done in zip(events, applied, strict=True):
                     (batch.result.applied if done else batch.result.skipped)[event.event_type] += 1
-        await copy_figures(self, collection, tallies, {*batch.products, *batch.rated_products})
+        await copy_figures(
+            self, batch.store, collection, tallies, {*batch.products, *batch.rated_products}
+        )
 
     async def compare(self, write: WriteModel, db: Db, generation: Generation) -> Comparison:
         """Every product's document against the write model's row and its review figures."""
@@ -122,7 +124,7 @@ class ProductDocuments:
         collection = db[generation.collection(self.name)]
         tallies = db[generation.collection(RATINGS_COLLECTION)]
         off = comparison.off
-        current = await read_tallies(tallies, off)
+        current = await read_tallies(store, tallies, off)
         writes = []
         for key in off:
             rev, figures = current.get(key, (0, NO_FIGURES))
@@ -157,15 +159,19 @@ class ProductDocuments:
 
 
 async def copy_figures(
-    model: ProductDocuments, collection: Collection, tallies: Collection, product_ids: Iterable[str]
+    model: ProductDocuments,
+    store: Store,
+    collection: Collection,
+    tallies: Collection,
+    product_ids: Iterable[str],
 ) -> None:
     """Set each product document's figures to its tally's, where the tally is newer."""
-    current = await read_tallies(tallies, product_ids)
+    current = await read_tallies(store, tallies, product_ids)
     if not current:
         return
     stored = {
         d["_id"]: d.get(RATING_REV, 0)
-        async for d in collection.find({"_id": {"$in": sorted(current)}}, {RATING_REV: 1})
+        for d in await store.find_by_ids(collection, current, {RATING_REV: 1})
     }
     limit = asyncio.Semaphore(16)
 

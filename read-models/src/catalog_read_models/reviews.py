@@ -72,15 +72,12 @@ def _fields(state: ReviewState) -> dict[str, Any]:
 
 
 async def read_tallies(
-    tallies: Collection, product_ids: Iterable[str]
+    store: Store, tallies: Collection, product_ids: Iterable[str]
 ) -> dict[str, tuple[int, Figures]]:
     """The revision and figures of each of these products' tallies (absent: no review yet)."""
-    ids = sorted(set(product_ids))
-    if not ids:
-        return {}
     return {
         doc["_id"]: (doc["rev"], figures(doc["reviews"]))
-        async for doc in tallies.find({"_id": {"$in": ids}})
+        for doc in await store.find_by_ids(tallies, product_ids)
     }
 
 

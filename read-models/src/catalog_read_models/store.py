@@ -77,9 +77,29 @@ class Store(Protocol):
         """Per category with active products: product_count, in_stock_count, total_stock,
         min_price_cents, max_price_cents of its active product documents."""
 
+    async def find_by_ids(
+        self,
+        collection: Collection,
+        ids: Iterable[str],
+        projection: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The documents of these ids that exist."""
+
 
 class MongoStore:
     """MongoDB: unordered bulk writes and one `$group` for category figures."""
+
+    async def find_by_ids(
+        self,
+        collection: Collection,
+        ids: Iterable[str],
+        projection: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """One `$in` query."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return []
+        return [d async for d in collection.find({"_id": {"$in": wanted}}, projection)]
 
     async def create_indexes(self, collection: Collection, indexes: Sequence[IndexModel]) -> None:
         """Create these indexes in one request."""
@@ -139,6 +159,23 @@ class FerretStore:
 
     def __init__(self, concurrency: int = 16) -> None:
         self._concurrency = concurrency
+
+    async def find_by_ids(
+        self,
+        collection: Collection,
+        ids: Iterable[str],
+        projection: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """One equality query per id, concurrently: FerretDB pushes down only equality
+        filters, so an `$in` would read the whole collection."""
+        limit = asyncio.Semaphore(self._concurrency)
+
+        async def one(key: str) -> dict[str, Any] | None:
+            async with limit:
+                return await collection.find_one({"_id": key}, projection)
+
+        found = await asyncio.gather(*(one(key) for key in sorted(set(ids))))
+        return [d for d in found if d is not None]
 
     async def create_indexes(self, collection: Collection, indexes: Sequence[IndexModel]) -> None:
         """One index per request: a request naming an existing index fails as a whole."""
