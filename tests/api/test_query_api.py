@@ -430,11 +430,15 @@ async def test_lists_have_no_etag_and_ignore_if_none_match(client: httpx.AsyncCl
 # Details
 
 
-async def test_detail_has_every_contract_field_and_an_etag(client: httpx.AsyncClient) -> None:
+async def test_detail_has_every_contract_field_and_an_etag(
+    fake: FakeReadModel, client: httpx.AsyncClient
+) -> None:
     response = await client.get(f"{PRODUCTS}/{pid(3)}")
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
-    assert response.headers["etag"] == '"1"'
+    # Version 1, and the revision of its review tally: a review changes the page.
+    assert response.headers["etag"] == fake.etag(pid(3))
+    assert response.headers["etag"].startswith('"1.')
     assert response.json() == {
         "id": pid(3),
         "name": "Charlie",
@@ -522,22 +526,38 @@ async def test_an_id_that_is_no_uuid_is_a_422(client: httpx.AsyncClient) -> None
     assert_invalid(await client.get(f"{PRODUCTS}/not-a-uuid"), "product_id", "path")
 
 
-@pytest.mark.parametrize("if_none_match", ['"1"', 'W/"1"', '"0", "1"', "*"])
-async def test_the_current_etag_is_a_304(client: httpx.AsyncClient, if_none_match: str) -> None:
-    response = await client.get(f"{PRODUCTS}/{pid(1)}", headers={"If-None-Match": if_none_match})
+@pytest.mark.parametrize("if_none_match", ["{tag}", "W/{tag}", '"0", {tag}', "*"])
+async def test_the_current_etag_is_a_304(
+    fake: FakeReadModel, client: httpx.AsyncClient, if_none_match: str
+) -> None:
+    tag = fake.etag(pid(1))
+    response = await client.get(
+        f"{PRODUCTS}/{pid(1)}", headers={"If-None-Match": if_none_match.format(tag=tag)}
+    )
     assert response.status_code == 304
-    assert response.headers["etag"] == '"1"'
+    assert response.headers["etag"] == tag
     assert response.content == b""
 
 
 async def test_a_stale_etag_gets_the_new_version(
     fake: FakeReadModel, client: httpx.AsyncClient
 ) -> None:
+    old = fake.etag(pid(1))
     fake.bump(pid(1))
-    response = await client.get(f"{PRODUCTS}/{pid(1)}", headers={"If-None-Match": '"1"'})
+    response = await client.get(f"{PRODUCTS}/{pid(1)}", headers={"If-None-Match": old})
     assert response.status_code == 200
-    assert response.headers["etag"] == '"2"'
+    assert response.headers["etag"] == fake.etag(pid(1)) != old
     assert response.json()["version"] == 2
+
+
+async def test_a_new_review_changes_the_etag_of_an_unchanged_product(
+    fake: FakeReadModel, client: httpx.AsyncClient
+) -> None:
+    # The version alone would answer 304 with the old rating.
+    plain = f'"{fake.etag(pid(1)).strip(chr(34)).split(".")[0]}"'
+    response = await client.get(f"{PRODUCTS}/{pid(1)}", headers={"If-None-Match": plain})
+    assert response.status_code == 200
+    assert response.headers["etag"] != plain
 
 
 async def test_an_if_none_match_past_its_limit_is_a_422(client: httpx.AsyncClient) -> None:
@@ -571,7 +591,7 @@ async def test_min_version_reached_while_waiting(
         project_after_the_first_read(),
     )
     assert response.status_code == 200
-    assert response.headers["etag"] == '"2"'
+    assert response.headers["etag"] == fake.etag(pid(2))
     assert response.json()["version"] == 2
     assert fake.reads[pid(2)] >= 2
 

@@ -38,7 +38,9 @@ from command_service.handlers import (
 
 router = APIRouter(prefix="/api/v1", tags=["commands"])
 
-_ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
+# The product's version; the query side's page tag may add ".<review tally revision>", which
+# a change of the product does not depend on.
+_ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})(?:\.\d{1,18})?"?\s*$')
 # An If-Match that names no version this API issues can never match.
 _UNMATCHABLE = -1
 

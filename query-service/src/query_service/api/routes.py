@@ -179,11 +179,19 @@ def _preferred_wait(prefer: str | None) -> float:
     return float("inf")
 
 
-def _etag_matches(if_none_match: str | None, version: int) -> bool:
+def _detail_etag(document: dict[str, Any]) -> str:
+    """The page's entity tag: the product's version, and its review tally's revision once it has
+    one (a review changes the page, not the product's version). Commands read the version part
+    of an If-Match, so this tag is also what a client sends back to change the product."""
+    rating_rev = document.get("rating_rev", 0)
+    return f'"{document["version"]}.{rating_rev}"' if rating_rev else f'"{document["version"]}"'
+
+
+def _etag_matches(if_none_match: str | None, etag: str) -> bool:
     if if_none_match is None:
         return False
     tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
-    return "*" in tags or f'"{version}"' in tags
+    return "*" in tags or etag in tags
 
 
 async def _read_until_version(
@@ -262,8 +270,8 @@ async def get_product(
             )
     if document is None:
         return _not_found(request, key)
-    etag = f'"{document["version"]}"'
-    if _etag_matches(if_none_match, document["version"]):
+    etag = _detail_etag(document)
+    if _etag_matches(if_none_match, etag):
         return Response(status_code=304, headers={"ETag": etag})
     return Response(orjson.dumps(_detail(document)), media_type=_JSON, headers={"ETag": etag})
 
