@@ -57,12 +57,13 @@ class Sizes:
     single_seconds: float  # one window of the projector's one-event-at-a-time mode
     latency_seconds: float  # one window of the relay and end-to-end latency runs
     model_products: int  # products in both models for the single-model comparison
+    page_products: int  # products (0-50 reviews each) in both models for the product page
 
     @classmethod
     def from_env(cls) -> Sizes:
         if os.environ.get("BENCH_QUICK") == "1":
-            return cls(True, 1, 5, 16, 500, 20_000, 2_000, 20, 8, 10, 20_000)
-        return cls(False, 3, 10, 16, 1_000, 100_000, 2_000, 20, 15, 20, 100_000)
+            return cls(True, 1, 5, 16, 500, 20_000, 2_000, 20, 8, 10, 20_000, 2_000)
+        return cls(False, 3, 10, 16, 1_000, 100_000, 2_000, 20, 15, 20, 100_000, 20_000)
 
 
 def stack_env() -> dict[str, str]:
@@ -80,6 +81,8 @@ def stack_dir() -> Path:
 def _stack_environ() -> dict[str, str]:
     env = {**os.environ, "STACK_DIR": str(stack_dir()), "STACK_PORT_OFFSET": "10000"}
     env.pop("STACK_FAULT_INJECTION", None)
+    # The bench fires thousands of commands a second from one address: no gateway rate limit.
+    env.update(STACK_GATEWAY_COMMAND_RATE="1000000", STACK_GATEWAY_COMMAND_BURST="1000000")
     for variable in (  # a shell that sourced another stack's stack.env must not leak it in
         "DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL",
         "STACK_DATABASE_URL", "STACK_KAFKA_BOOTSTRAP_SERVERS", "STACK_MONGODB_URL",

@@ -7,6 +7,8 @@ slow pipeline cannot quietly lower the load it is measured under (coordinated om
             its read model has that version); prints p50/p99 of response -> readable.
     writes: half creates, half stock adjustments of given products, until killed or done;
             the steady write load of the single-model comparison.
+    page-writes: a third each of creates, stock adjustments and reviews of given products;
+            the steady write load of the product page comparison.
 """
 
 from __future__ import annotations
@@ -31,8 +33,11 @@ class HttpConnection:
         self._reader = reader
         self._writer = writer
 
-    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: str = ""
+    ) -> tuple[int, bytes]:
         head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {len(body)}\r\n"
+        head += headers
         if body:
             head += "Content-Type: application/json\r\n"
         self._writer.write(head.encode() + b"\r\n" + body)
@@ -58,10 +63,12 @@ class HttpPool:
             reader, writer = await asyncio.open_connection(self._host, self._port)
             self._idle.put_nowait(HttpConnection(reader, writer))
 
-    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: str = ""
+    ) -> tuple[int, bytes]:
         conn = await self._idle.get()
         try:
-            return await conn.request(method, path, body)
+            return await conn.request(method, path, body, headers)
         finally:
             self._idle.put_nowait(conn)
 
@@ -134,9 +141,38 @@ async def writes(
     return {"sent": len(statuses), "failed": sum(1 for s in statuses if s not in (200, 201))}
 
 
+async def page_writes(
+    base: str, rate: float, seconds: float, ids: list[str], categories: int
+) -> dict[str, object]:
+    pool = HttpPool(base, 32)
+    await pool.open()
+    # A fresh author per review: one published review per author and product, and a rerun
+    # of the stage writes to the same products.
+    run = f"{random.getrandbits(32):08x}"
+
+    async def one(number: int) -> int:
+        product = random.choice(ids)
+        if number % 3 == 1:
+            path = f"/api/v1/products/{product}/stock-adjustments"
+            status, _ = await pool.request("POST", path, b'{"quantity_change":1}')
+        elif number % 3 == 2:
+            body = orjson.dumps({"rating": 1 + number % 5, "title": f"bench review {number}"})
+            author = f"X-Review-Author: bench-{run}-{number}\r\n"
+            path = f"/api/v1/products/{product}/reviews"
+            status, _ = await pool.request("POST", path, body, author)
+        else:
+            status, _ = await pool.request(
+                "POST", "/api/v1/products", create_body(number, categories)
+            )
+        return status
+
+    statuses = await open_loop(rate, seconds, one)
+    return {"sent": len(statuses), "failed": sum(1 for s in statuses if s not in (200, 201))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", choices=("e2e", "writes"))
+    parser.add_argument("mode", choices=("e2e", "writes", "page-writes"))
     parser.add_argument("--base", required=True)
     parser.add_argument("--rate", type=float, required=True)
     parser.add_argument("--seconds", type=float, required=True)
@@ -148,7 +184,8 @@ def main() -> None:
     else:
         with open(args.ids) as source:
             ids = source.read().split()
-        result = uvloop.run(writes(args.base, args.rate, args.seconds, ids, args.categories))
+        load = writes if args.mode == "writes" else page_writes
+        result = uvloop.run(load(args.base, args.rate, args.seconds, ids, args.categories))
     print(json.dumps(result))
 
 

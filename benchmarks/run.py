@@ -2,7 +2,8 @@
 
 Order: the command stage first (its outbox rows are then drained by the live pipeline), the
 relay's backlog next (its topic is the projector's backlog), then reads, end-to-end latency,
-and last the single-model comparison, which needs 100,000 products in both models.
+then the single-model comparison, which needs 100,000 products in both models, and last the
+product page against the single model's joins (it seeds and removes its own products).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks import kafka, report, stages
+from benchmarks import kafka, product_page, report, stages
 from benchmarks.common import (
     CPU,
     OUT_DIR,
@@ -50,6 +51,7 @@ KEYS = {
     "query": ("rps", "p50_ms", "p99_ms", "raw_rps", "ratio"),
     "e2e": ("rate", "p50_ms", "p99_ms", "polling_p99_ms"),
     "single_model": ("list_rps", "baseline_list_rps", "categories_rps", "baseline_categories_rps"),
+    "product_page": ("rps", "p50_ms", "p99_ms", "baseline_rps", "baseline_p50_ms", "ratio"),
 }
 
 
@@ -87,6 +89,7 @@ def main() -> None:
         ("query", stages.query_stage),
         ("e2e", stages.e2e_stage),
         ("single_model", stages.single_model_stage),
+        ("product_page", product_page.product_page_stage),
     ]
     if chosen:
         # Re-run some stages; the others keep the figures of the last run.

@@ -1,8 +1,8 @@
-"""The single-model baseline: the list and category figures served from the write model.
+"""The single-model baseline: lists, category figures and the product page from the write model.
 
 What a service without CQRS would run: the same HTTP stack as the query service (FastAPI,
 uvicorn with uvloop and httptools, orjson bodies), but each request queries PostgreSQL's
-`products` table with its own indexes, under the command side's write load.
+`products` and `reviews` tables with their own indexes, under the command side's write load.
 
     python -m benchmarks.single_model_app --dsn DSN --port PORT
 """
@@ -10,6 +10,7 @@ uvicorn with uvloop and httptools, orjson bodies), but each request queries Post
 from __future__ import annotations
 
 import argparse
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -19,6 +20,7 @@ import orjson
 from fastapi import FastAPI, Query, Request
 from starlette.responses import Response
 
+from benchmarks.page_data import PAGE_SQL, page_body
 from service_runtime.serving import serve
 
 POOL_SIZE = 20  # the command service's pool_max_size
@@ -87,6 +89,17 @@ def create_app(dsn: str) -> FastAPI:
             for r in rows
         ]
         return Response(orjson.dumps(body), media_type="application/json")
+
+    @app.get("/api/v1/products/{product_id}")
+    async def product_page(request: Request, product_id: str) -> Response:
+        try:
+            key = uuid.UUID(product_id)
+        except ValueError:
+            return Response(status_code=404)
+        row = await request.app.state.pool.fetchrow(PAGE_SQL, key)
+        if row is None:
+            return Response(status_code=404)
+        return Response(orjson.dumps(page_body(row)), media_type="application/json")
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
