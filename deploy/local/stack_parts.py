@@ -180,12 +180,63 @@ def cli_env(stack: Stack) -> dict[str, str]:
     return {**stack.environ, **stack.env(), "COMMAND_TOPIC_PARTITIONS": topic_partitions(stack)}
 
 
+# Least privilege on our own cluster: the migrator owns the schema, the command service and the
+# relay connect as roles that only reach their tables (command_service.adapters.migrate grants
+# them). DATABASE_URL in stack.env stays the cluster's superuser, for tests and tools.
+MIGRATOR_ROLE = "catalog_migrator"
+COMMAND_ROLE = "catalog_command"
+RELAY_ROLE = "catalog_relay"
+
+
+def role_url(stack: Stack, role: str) -> str:
+    """The write model's database as `role` (on an external server: its one URL)."""
+    if "postgres" in stack.external:
+        return database_url(stack)
+    return f"postgresql://{role}:{DB_PASSWORD}@127.0.0.1:{stack.ports['postgres']}/{DB_NAME}"
+
+
+def bootstrap_roles(admin: str, database: str) -> None:
+    """The three roles, and the database with everything in it owned by the migrator."""
+    import asyncpg
+
+    async def apply() -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            for role in (MIGRATOR_ROLE, COMMAND_ROLE, RELAY_ROLE):
+                if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+                    await conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{DB_PASSWORD}'")
+            await conn.execute(f'ALTER DATABASE "{database}" OWNER TO {MIGRATOR_ROLE}')
+        finally:
+            await conn.close()
+        # A stack created before the roles has its tables owned by the superuser: hand them over
+        # (their identity sequences follow), or the migrator could neither alter nor grant.
+        conn = await asyncpg.connect(admin.rsplit("/", 1)[0] + f"/{database}")
+        try:
+            await conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+            for (table,) in await conn.fetch(
+                """
+                SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm')
+                   AND pg_get_userbyid(c.relowner) <> $1
+                """,
+                MIGRATOR_ROLE,
+            ):
+                await conn.execute(f'ALTER TABLE "{table}" OWNER TO {MIGRATOR_ROLE}')
+        finally:
+            await conn.close()
+
+    asyncio.run(apply())
+
+
 def create_and_migrate(stack: Stack) -> None:
     """The write model's database (on our own cluster) at the latest schema."""
+    env = cli_env(stack)
     if "postgres" not in stack.external:
         create_database(admin_url(stack), DB_NAME)
+        bootstrap_roles(admin_url(stack), DB_NAME)
+        env["COMMAND_MIGRATE_DATABASE_URL"] = role_url(stack, MIGRATOR_ROLE)
     say("applying migrations")
-    run([str(VENV_BIN / "command-service"), "migrate"], env=cli_env(stack), quiet=True)
+    run([str(VENV_BIN / "command-service"), "migrate"], env=env, quiet=True)
 
 
 # --------------------------------------------------------------------------- Kafka
@@ -356,8 +407,31 @@ def nginx_dir(stack: Stack) -> Path:
     return stack.run_dir / "nginx"
 
 
+# Commands per second and burst per client address at the gateway. Generous enough for every
+# test from one address (schemathesis, 50 concurrent adjustments, the full fault suite's ~80
+# commands/s and its catch-up after a stall), low enough that a burst through two command
+# processes exhausts it within seconds on a loaded machine; the benchmark raises both.
+GATEWAY_COMMAND_RATE_DEFAULT = 200
+GATEWAY_COMMAND_BURST_DEFAULT = 400
+
+
+def gateway_command_limit(stack: Stack) -> tuple[int, int]:
+    """The gateway's per-client command rate (requests/s) and burst."""
+    limits = []
+    for variable, default in (
+        ("STACK_GATEWAY_COMMAND_RATE", GATEWAY_COMMAND_RATE_DEFAULT),
+        ("STACK_GATEWAY_COMMAND_BURST", GATEWAY_COMMAND_BURST_DEFAULT),
+    ):
+        value = stack.environ.get(variable) or str(default)
+        if not value.isdigit() or int(value) < 1:
+            raise StackError(f"{variable} must be a positive whole number, not {value!r}")
+        limits.append(int(value))
+    return limits[0], limits[1]
+
+
 def configure_nginx(stack: Stack) -> None:
     """nginx installed, and its configuration routing to this stack's services."""
+    rate, burst = gateway_command_limit(stack)
     provision.ensure_nginx()
     directory = nginx_dir(stack)
     for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
@@ -369,6 +443,8 @@ def configure_nginx(stack: Stack) -> None:
         .replace("{command_port}", str(stack.ports["command"]))
         .replace("{command_2_port}", str(stack.ports["command_2"]))
         .replace("{query_port}", str(stack.ports["query"]))
+        .replace("{command_rate}", str(rate))
+        .replace("{command_burst}", str(burst))
     )
     (directory / "gateway-listen.conf").write_text(
         f"listen 127.0.0.1:{stack.ports['gateway']} reuseport backlog=4096;\n"
@@ -444,6 +520,7 @@ PARTS: tuple[Part, ...] = (
         port=("command", 18001),
         probe="/readyz",
         needs=("postgres",),
+        env=lambda stack: {"COMMAND_DATABASE_URL": role_url(stack, COMMAND_ROLE)},
         exports=lambda stack: {"COMMAND_URL": stack.url("command")},
     ),
     service(
@@ -452,7 +529,10 @@ PARTS: tuple[Part, ...] = (
         port=("command_2", 18003),
         probe="/readyz",
         needs=("postgres",),
-        env=lambda stack: {"COMMAND_PORT": str(stack.ports["command_2"])},
+        env=lambda stack: {
+            "COMMAND_PORT": str(stack.ports["command_2"]),
+            "COMMAND_DATABASE_URL": role_url(stack, COMMAND_ROLE),
+        },
         replica_of="command",
     ),
     service(
@@ -461,6 +541,7 @@ PARTS: tuple[Part, ...] = (
         port=("relay_metrics", 18011),
         probe="/metrics",
         needs=("postgres", "kafka"),
+        env=lambda stack: {"COMMAND_RELAY_DATABASE_URL": role_url(stack, RELAY_ROLE)},
     ),
     service(
         "projector",

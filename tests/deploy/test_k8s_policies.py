@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -22,7 +24,10 @@ from tests.deploy.service_settings import accepted_variables, default
 HTTP_SERVICES = ("command-service", "query-service")
 # What the operators name the Secrets the services read (the overlays' own Secrets are rendered).
 OPERATOR_SECRETS = {
-    "catalog-postgres-app",  # CloudNativePG: the application owner of database `catalog`
+    # One per PostgreSQL role (username, password, uri): CloudNativePG sets the passwords.
+    "catalog-postgres-migrator",
+    "catalog-postgres-command",
+    "catalog-postgres-relay",
     "catalog-mongodb-projector",  # MongoDB Community: connectionStringSecretName of each user
     "catalog-mongodb-query",
 }
@@ -190,6 +195,73 @@ def test_every_namespaced_object_lands_in_the_overlay_namespace(rendered: Render
             assert subject.get("namespace") == namespace, binding
 
 
+# --- PostgreSQL roles: least privilege -----------------------------------------------------
+
+# Who connects to PostgreSQL, as which role, through which Secret.
+POSTGRES_ROLES = {
+    "catalog-migrate": ("catalog_migrator", "catalog-postgres-migrator"),
+    "command-service": ("catalog_command", "catalog-postgres-command"),
+    "relay": ("catalog_relay", "catalog-postgres-relay"),
+}
+
+
+def _postgres_secret_refs(template: Obj) -> set[str]:
+    return {
+        ref["name"]
+        for container in containers(template)
+        for variable in container.get("env", [])
+        if (ref := variable.get("valueFrom", {}).get("secretKeyRef"))
+        and ref["name"].startswith("catalog-postgres")
+    }
+
+
+def test_each_postgres_client_uses_its_own_roles_secret(rendered: Rendered) -> None:
+    seen = set()
+    for workload, template in rendered.workloads():
+        refs = _postgres_secret_refs(template)
+        if _name(workload) in POSTGRES_ROLES:
+            _, secret = POSTGRES_ROLES[_name(workload)]
+            assert refs == {secret}, f"{rendered.overlay} {_name(workload)}: {refs}"
+            seen.add(_name(workload))
+        else:
+            assert not refs, f"{rendered.overlay} {_name(workload)} reads PostgreSQL secrets"
+    assert seen == set(POSTGRES_ROLES)
+
+
+def test_the_cluster_manages_one_role_per_client(rendered: Rendered) -> None:
+    (cluster,) = rendered.of_kind("Cluster")
+    spec = cluster["spec"]
+    roles = {role["name"]: role for role in spec["managed"]["roles"]}
+    assert {name: role["passwordSecret"]["name"] for name, role in roles.items()} == dict(
+        POSTGRES_ROLES.values()
+    )
+    for name, role in roles.items():
+        assert role["login"] is True, name
+        assert role.get("ensure", "present") == "present", name
+        for power in ("superuser", "createdb", "createrole", "replication", "bypassrls"):
+            assert not role.get(power, False), (name, power)
+    # The migrator owns the database, so the tables it creates are its own.
+    migrator, migrator_secret = POSTGRES_ROLES["catalog-migrate"]
+    assert spec["bootstrap"]["initdb"]["owner"] == migrator
+    assert spec["bootstrap"]["initdb"]["secret"]["name"] == migrator_secret
+
+
+def test_dev_role_secrets_agree_with_their_uri(rendered_overlays: dict[str, Rendered]) -> None:
+    """CloudNativePG sets the password from `password`, the pods connect with `uri`."""
+    dev = rendered_overlays["dev"]
+    (cluster,) = dev.of_kind("Cluster")
+    for role, name in POSTGRES_ROLES.values():
+        secret = dev.get("Secret", name)
+        assert secret["type"] == "kubernetes.io/basic-auth", name
+        data = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+        uri = urlsplit(data["uri"])
+        assert data["username"] == uri.username == role, name
+        assert data["password"] == uri.password, name
+        assert uri.password != "catalog", "the services refuse it outside development"
+        assert uri.hostname == f"{_name(cluster)}-rw", name
+        assert uri.path == f"/{cluster['spec']['bootstrap']['initdb']['database']}", name
+
+
 # --- services, budgets, autoscaling ---------------------------------------------------------
 
 
@@ -319,6 +391,27 @@ def test_the_projector_never_scales_past_the_partitions(rendered: Rendered) -> N
 # --- the gateway ----------------------------------------------------------------------------
 
 
+def _target(rule: dict[str, Any]) -> str:
+    """A rule's one backend Service, or `redirect PATH` for a redirecting rule."""
+    for route_filter in rule.get("filters", []):
+        if route_filter["type"] == "RequestRedirect":
+            return f"redirect {route_filter['requestRedirect']['path']['replaceFullPath']}"
+    (backend,) = rule["backendRefs"]
+    return str(backend["name"])
+
+
+def _rewritten(rendered: Rendered, path: str) -> str:
+    """The path the backend sees for `path`, after the HTTPRoute's URL rewrites."""
+    for route in rendered.of_kind("HTTPRoute"):
+        for rule in route["spec"]["rules"]:
+            exact = [m for m in rule.get("matches", []) if m.get("path", {}).get("type") == "Exact"]
+            if any(m["path"]["value"] == path for m in exact):
+                for route_filter in rule.get("filters", []):
+                    if route_filter["type"] == "URLRewrite":
+                        return str(route_filter["urlRewrite"]["path"]["replaceFullPath"])
+    return path
+
+
 def _route(rendered: Rendered, method: str, path: str) -> str | None:
     """The Service the HTTPRoute sends `method path` to, by Gateway API match precedence."""
     candidates: list[tuple[tuple[int, int, int], str]] = []
@@ -333,9 +426,8 @@ def _route(rendered: Rendered, method: str, path: str) -> str | None:
                     hit = path == prefix or path.startswith(prefix + "/")
                 if not hit or match.get("method", method) != method:
                     continue
-                (backend,) = rule["backendRefs"]
                 exact = int(match_path["type"] == "Exact")
-                candidates.append(((exact, len(prefix), int("method" in match)), backend["name"]))
+                candidates.append(((exact, len(prefix), int("method" in match)), _target(rule)))
     return max(candidates)[1] if candidates else None
 
 
@@ -367,6 +459,37 @@ def test_routes_attach_to_the_gateway_and_reach_real_service_ports(rendered: Ren
             assert parent.get("sectionName", next(iter(listeners))) in listeners
         for rule in route["spec"]["rules"]:
             assert "retry" not in rule, "a retried command could apply twice"
-            for backend in rule["backendRefs"]:
+            for backend in rule.get("backendRefs", []):
                 service = rendered.get("Service", backend["name"])
                 assert backend["port"] in {p["port"] for p in service["spec"]["ports"]}
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_the_docs_reach_the_service_they_describe(rendered: Rendered, method: str) -> None:
+    for service in ("command", "query"):
+        page, document = f"/api/v1/docs/{service}", f"/api/v1/docs/{service}/openapi.json"
+        assert _route(rendered, method, page) == f"{service}-service"
+        assert _route(rendered, method, document) == f"{service}-service"
+        # Each service serves its document where direct callers look for it.
+        assert _rewritten(rendered, document) == "/openapi.json"
+        assert _rewritten(rendered, page) == page
+    assert _route(rendered, method, "/api/v1/docs") == "redirect /api/v1/docs/query"
+
+
+def test_every_route_answer_carries_the_security_headers(rendered: Rendered) -> None:
+    for route in rendered.of_kind("HTTPRoute"):
+        for rule in route["spec"]["rules"]:
+            if any(f["type"] == "RequestRedirect" for f in rule.get("filters", [])):
+                continue
+            (headers,) = [
+                f["responseHeaderModifier"]["set"]
+                for f in rule.get("filters", [])
+                if f["type"] == "ResponseHeaderModifier"
+            ]
+            values = {header["name"]: header["value"] for header in headers}
+            assert values["X-Content-Type-Options"] == "nosniff", rule["name"]
+            assert values["X-Frame-Options"] == "DENY", rule["name"]
+            assert values["Referrer-Policy"] == "no-referrer", rule["name"]
+            policy = values["Content-Security-Policy"]
+            assert "frame-ancestors 'none'" in policy, rule["name"]
+            assert ("cdn.jsdelivr.net" in policy) == rule["name"].endswith("-docs"), rule["name"]

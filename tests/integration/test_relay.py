@@ -14,6 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
+from tenacity import AsyncRetrying, stop_after_delay, wait_fixed
 
 from catalog_contracts.codec import decode_event
 from catalog_contracts.events import REVIEWS_TOPIC
@@ -295,9 +296,15 @@ async def test_a_topic_added_beside_existing_ones_gets_their_partition_count(
                 bootstrap, topic, added, partitions=5, min_compaction_lag_ms=3600_000
             )
             assert created == [added, f"{added}.dlq"]
-            described = await admin.describe_topics([topic, added, f"{added}.dlq"])
-            partitions = {d["topic"]: len(d["partitions"]) for d in described}
-            assert partitions == {topic: 3, added: 3, f"{added}.dlq": 1}
+            expected = {topic: 3, added: 3, f"{added}.dlq": 1}
+            # A topic created a moment ago is briefly described with no partitions.
+            async for attempt in AsyncRetrying(
+                stop=stop_after_delay(10), wait=wait_fixed(0.1), reraise=True
+            ):
+                with attempt:
+                    described = await admin.describe_topics(list(expected))
+                    partitions = {d["topic"]: len(d["partitions"]) for d in described}
+                    assert partitions == expected
             with pytest.raises(TopicLayoutError):
                 await ensure_topics(
                     bootstrap, topic, uneven, partitions=3, min_compaction_lag_ms=3600_000

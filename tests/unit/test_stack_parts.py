@@ -192,6 +192,29 @@ def test_stack_env_has_the_documented_keys(tmp_path: Path) -> None:
     assert env["STACK_DIR"] == str(tmp_path / "stack")
 
 
+def test_the_services_connect_as_their_own_postgres_roles(tmp_path: Path) -> None:
+    """The command processes and the relay each get their role; stack.env keeps the owner's."""
+    stack = make_stack(tmp_path)
+    rendered = programs(stack)
+    for name in ("command", "command-2"):
+        assert environment(rendered[name])["COMMAND_DATABASE_URL"] == (
+            "postgresql://catalog_command:catalog@127.0.0.1:15432/catalog"
+        )
+    relay = environment(rendered["relay"])
+    assert relay["COMMAND_RELAY_DATABASE_URL"] == (
+        "postgresql://catalog_relay:catalog@127.0.0.1:15432/catalog"
+    )
+    assert "COMMAND_DATABASE_URL" not in relay
+    # Tests and tools create databases and read every table with it.
+    assert stack.env()["DATABASE_URL"] == "postgresql://catalog:catalog@127.0.0.1:15432/catalog"
+    external = make_stack(tmp_path / "ext", STACK_DATABASE_URL="postgresql://u:p@db:5432/c")
+    rendered = programs(external)
+    assert environment(rendered["command"])["COMMAND_DATABASE_URL"] == "postgresql://u:p@db:5432/c"
+    assert environment(rendered["relay"])["COMMAND_RELAY_DATABASE_URL"] == (
+        "postgresql://u:p@db:5432/c"
+    )
+
+
 def test_toxiproxy_only_with_fault_injection(tmp_path: Path) -> None:
     plain = make_stack(tmp_path / "plain")
     assert "toxiproxy" not in programs(plain)
@@ -349,3 +372,60 @@ def test_a_wait_that_times_out_names_the_last_error_and_the_log(tmp_path: Path) 
     )
     with pytest.raises(StackError, match=expected):
         stack_engine.wait_until("mongo", refused, 0.6, stack, "mongo")
+
+
+# --------------------------------------------------------------------------- the gateway
+
+
+def rendered_nginx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **environ: str) -> str:
+    monkeypatch.setattr(provision, "ensure_nginx", lambda: None)
+    stack = make_stack(tmp_path, **environ)
+    stack_parts.configure_nginx(stack)
+    return (stack_parts.nginx_dir(stack) / "nginx.conf").read_text()
+
+
+def test_the_gateway_limits_commands_per_client_generously_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = rendered_nginx(tmp_path, monkeypatch)
+    assert "limit_req_zone $catalog_command_client zone=catalog_commands:10m rate=200r/s;" in conf
+    assert "limit_req zone=catalog_commands burst=400 nodelay;" in conf
+    assert "{" + "command_rate}" not in conf
+    assert "{" + "command_burst}" not in conf
+
+
+def test_the_gateway_limit_comes_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = rendered_nginx(
+        tmp_path,
+        monkeypatch,
+        STACK_GATEWAY_COMMAND_RATE="5000",
+        STACK_GATEWAY_COMMAND_BURST="12000",
+    )
+    assert "rate=5000r/s;" in conf
+    assert "burst=12000 nodelay;" in conf
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "10r/s", "1.5"])
+def test_a_gateway_limit_that_is_not_a_positive_number_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    with pytest.raises(StackError, match="STACK_GATEWAY_COMMAND_BURST must be a positive"):
+        rendered_nginx(tmp_path, monkeypatch, STACK_GATEWAY_COMMAND_BURST=value)
+
+
+def test_the_gateway_routes_key_the_limit_on_commands_only() -> None:
+    routes = (Path(LOCAL) / "nginx" / "gateway.conf").read_text()
+    key = re.search(r"map \$request_method \$catalog_command_client \{([^}]*)\}", routes)
+    assert key is not None
+    assert re.findall(r"(\w+)\s+(\S+);", key.group(1)) == [
+        ("GET", '""'),
+        ("HEAD", '""'),
+        ("default", "$binary_remote_addr"),
+    ]
+    assert "limit_req_status 429;" in routes
+    assert "client_max_body_size 64k;" in routes
+    compose = (Path(LOCAL).parent / "compose" / "nginx.conf").read_text()
+    assert "zone=catalog_commands:10m" in compose
+    assert "limit_req zone=catalog_commands" in compose

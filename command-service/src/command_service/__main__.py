@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "migrate":
         from command_service.adapters.migrate import migrate
 
-        applied = asyncio.run(migrate(settings.dsn))
+        applied = asyncio.run(migrate(settings.migrate_dsn))
         log.info("migrations applied: %s", applied or "none pending")
     elif args.command == "ensure-topics":
         from command_service.relay.topics import ensure_topics

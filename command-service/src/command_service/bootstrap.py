@@ -57,6 +57,10 @@ def create_app(
         version="1.0.0",
         description="Commands that change the product catalog (the write side of Catalog CQRS).",
         lifespan=lifespan,
+        # The swagger page lives at the gateway's path (/api/v1/docs/command) and loads the
+        # document the gateway serves beside it; /openapi.json stays where direct callers use it.
+        docs_url="/api/v1/docs/command",
+        swagger_ui_parameters={"url": "/api/v1/docs/command/openapi.json"},
     )
 
     async def database_answers() -> None:

@@ -20,6 +20,11 @@ class CommandSettings(BaseSettings):
         PostgresDsn("postgresql://catalog:catalog@127.0.0.1:15432/catalog"),
         validation_alias=AliasChoices("COMMAND_DATABASE_URL", "DATABASE_URL"),
     )
+    # Least privilege: the relay and the migrations may connect as roles of their own (the
+    # relay's reads, marks and purges the outbox; the migrator owns the schema). Unset, both
+    # use database_url.
+    relay_database_url: PostgresDsn | None = None
+    migrate_database_url: PostgresDsn | None = None
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:19092",
         validation_alias=AliasChoices("COMMAND_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
@@ -51,7 +56,18 @@ class CommandSettings(BaseSettings):
 
     @property
     def dsn(self) -> str:
+        """The command service's database URL."""
         return str(self.database_url)
+
+    @property
+    def relay_dsn(self) -> str:
+        """The relay's database URL."""
+        return str(self.relay_database_url or self.database_url)
+
+    @property
+    def migrate_dsn(self) -> str:
+        """The URL `command-service migrate` connects with (the schema owner's)."""
+        return str(self.migrate_database_url or self.database_url)
 
     @property
     def topics(self) -> dict[str, str]:
@@ -61,7 +77,9 @@ class CommandSettings(BaseSettings):
     @model_validator(mode="after")
     def _no_default_secrets_outside_development(self) -> CommandSettings:
         if self.environment != "development":
-            password = self.database_url.hosts()[0].get("password")
-            if password == "catalog":
-                raise ValueError("the development database password is refused outside development")
+            for url in (self.database_url, self.relay_database_url, self.migrate_database_url):
+                if url is not None and url.hosts()[0].get("password") == "catalog":
+                    raise ValueError(
+                        "the development database password is refused outside development"
+                    )
         return self

@@ -58,6 +58,10 @@ def create_app(
         version="1.0.0",
         description="Reads of the product catalog (the read side of Catalog CQRS).",
         lifespan=lifespan,
+        # The swagger page lives at the gateway's path (/api/v1/docs/query) and loads the
+        # document the gateway serves beside it; /openapi.json stays where direct callers use it.
+        docs_url="/api/v1/docs/query",
+        swagger_ui_parameters={"url": "/api/v1/docs/query/openapi.json"},
     )
 
     async def mongo_answers() -> None:

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 def build_relay(settings: CommandSettings, registry: CollectorRegistry) -> OutboxRelay:
     """A relay wired to the configured database and Kafka cluster."""
     config = RelayConfig(
-        dsn=settings.dsn,
+        dsn=settings.relay_dsn,
         topics=settings.topics,
         batch_size=settings.relay_batch_size,
         poll_interval=settings.relay_poll_interval_seconds,

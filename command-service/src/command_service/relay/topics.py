@@ -8,6 +8,8 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from service_runtime.retry import Backoff
+
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_RETENTION_MS = 14 * 24 * 3600 * 1000
@@ -55,14 +57,33 @@ async def ensure_topics(
         await admin.close()
 
 
+class TopicMetadataPending(Exception):
+    """A topic created a moment ago whose partitions the broker does not report yet."""
+
+
+# A topic just created (by another replica, or by an operator a moment ago) is briefly
+# described with no partitions; it is not a layout to compare.
+TOPIC_METADATA = Backoff(
+    "reading the events topics' metadata",
+    retry_on=(TopicMetadataPending,),
+    first_wait=0.1,
+    max_wait=1.0,
+    max_attempts=20,
+)
+
+
 async def _partition_count(admin: AIOKafkaAdminClient, existing: list[str], configured: int) -> int:
     """The partition count every events topic must have: that of the ones that exist, if any."""
     if not existing:
         return configured
-    counts = {
-        described["topic"]: len(described["partitions"])
-        for described in await admin.describe_topics(existing)
-    }
+
+    async def described() -> dict[str, int]:
+        counts = {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(existing)}
+        if 0 in counts.values() or set(counts) != set(existing):
+            raise TopicMetadataPending(f"partitions not known yet: {counts}")
+        return counts
+
+    counts = await TOPIC_METADATA.call(described, logger=log)
     if len(set(counts.values())) != 1:
         raise TopicLayoutError(f"the events topics differ in partition count: {counts}")
     (count,) = set(counts.values())
