@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from decimal import Decimal
@@ -301,24 +301,36 @@ async def test_sorts_break_ties_by_id(client: httpx.AsyncClient, sort: str) -> N
     assert ids(await client.get(PRODUCTS, params={"sort": sort})) == ORDERS[sort]
 
 
-@pytest.mark.parametrize("sort", list(ORDERS))
-@pytest.mark.parametrize("limit", [1, 2, 3, 6])
-async def test_cursor_pages_neither_repeat_nor_skip(
-    client: httpx.AsyncClient, sort: str, limit: int
-) -> None:
+async def walk_pages(
+    client: httpx.AsyncClient,
+    url: str,
+    numbers: Callable[[httpx.Response], list[int]],
+    *,
+    sort: str,
+    limit: int,
+) -> tuple[list[int], int]:
+    """Follow `next_cursor` to the end: every item's number in order, and how many pages."""
     seen: list[int] = []
     pages = 0
     params = {"sort": sort, "limit": str(limit)}
     while True:
-        response = await client.get(PRODUCTS, params=params)
-        page = ids(response)
+        response = await client.get(url, params=params)
+        page = numbers(response)
         assert 0 < len(page) <= limit
         seen.extend(page)
         pages += 1
         cursor = response.json()["next_cursor"]
         if cursor is None:
-            break
+            return seen, pages
         params["cursor"] = cursor
+
+
+@pytest.mark.parametrize("sort", list(ORDERS))
+@pytest.mark.parametrize("limit", [1, 2, 3, 6])
+async def test_cursor_pages_neither_repeat_nor_skip(
+    client: httpx.AsyncClient, sort: str, limit: int
+) -> None:
+    seen, pages = await walk_pages(client, PRODUCTS, ids, sort=sort, limit=limit)
     assert seen == ORDERS[sort]
     assert pages == -(-len(ORDERS[sort]) // limit)
 
@@ -686,19 +698,7 @@ async def test_review_sorts_break_ties_by_id(client: httpx.AsyncClient, sort: st
 async def test_review_pages_neither_repeat_nor_skip(
     client: httpx.AsyncClient, sort: str, limit: int
 ) -> None:
-    seen: list[int] = []
-    pages = 0
-    params = {"sort": sort, "limit": str(limit)}
-    while True:
-        response = await client.get(reviews_of(1), params=params)
-        page = review_ids(response)
-        assert 0 < len(page) <= limit
-        seen.extend(page)
-        pages += 1
-        cursor = response.json()["next_cursor"]
-        if cursor is None:
-            break
-        params["cursor"] = cursor
+    seen, pages = await walk_pages(client, reviews_of(1), review_ids, sort=sort, limit=limit)
     assert seen == REVIEW_ORDERS[sort]
     assert pages == -(-len(REVIEW_ORDERS[sort]) // limit)
 
