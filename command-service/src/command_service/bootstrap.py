@@ -10,12 +10,14 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from command_service.adapters.postgres import UnitOfWorkFactory as PostgresUnitOfWorkFactory
 from command_service.adapters.postgres import create_pool
+from command_service.api.auth import KeySet, TokenVerifier
 from command_service.api.errors import install_error_handlers
 from command_service.api.routes import router
 from command_service.handlers import CommandHandlers
@@ -24,6 +26,19 @@ from command_service.ports import UnitOfWorkFactory
 from command_service.settings import CommandSettings
 from service_runtime.health import health_router
 from service_runtime.middleware import BodyLimitMiddleware, HttpMetrics, MetricsMiddleware
+
+
+def token_verifier(settings: CommandSettings) -> TokenVerifier | None:
+    """The bearer-token check of the settings' JWKS; None (anonymous commands) without one."""
+    source: str | Path | None = settings.jwks_file or settings.jwks_url
+    if source is None:
+        return None
+    return TokenVerifier(
+        KeySet(source),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway=settings.jwt_leeway_seconds,
+    )
 
 
 def create_app(
@@ -45,6 +60,7 @@ def create_app(
                 resources.push_async_callback(pool.close)
                 units = PostgresUnitOfWorkFactory(pool)
             app.state.uow_factory = units
+            app.state.verifier = token_verifier(settings)
             app.state.handlers = CommandHandlers(
                 units,
                 idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AliasChoices, Field, PostgresDsn, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -38,6 +40,14 @@ class CommandSettings(BaseSettings):
     # Both events topics get this many: the same key lands on the same partition number in each.
     topic_partitions: int = Field(6, ge=1)
     topic_min_compaction_lag_ms: int = Field(7 * 24 * 3600 * 1000, ge=0)
+
+    # Bearer tokens: commands need one once a JWKS is configured (a file, or an identity
+    # provider's URL); without either the command API accepts anonymous commands (development).
+    jwks_file: Path | None = None
+    jwks_url: str | None = None
+    jwt_issuer: str = "catalog-dev"
+    jwt_audience: str = "catalog-api"
+    jwt_leeway_seconds: float = Field(30, ge=0, le=300)
 
     host: str = "127.0.0.1"
     port: int = Field(18001, ge=1, le=65535)

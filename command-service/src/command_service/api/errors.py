@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from catalog_contracts.problems import Problem, problem, validation_problem
+from command_service.api.auth import InvalidToken, MissingScope
 from command_service.domain.errors import (
     DomainError,
     DuplicateReview,
@@ -79,6 +80,17 @@ def install_error_handlers(app: FastAPI) -> None:
         doc = domain_problem(exc, request.url.path)
         headers = {"ETag": f'"{exc.actual}"'} if isinstance(exc, VersionMismatch) else None
         return problem_response(doc, headers)
+
+    @app.exception_handler(InvalidToken)
+    async def _unauthenticated(request: Request, exc: InvalidToken) -> Response:
+        doc = problem(401, "invalid-token", str(exc), instance=request.url.path)
+        return problem_response(doc, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+    @app.exception_handler(MissingScope)
+    async def _forbidden(request: Request, exc: MissingScope) -> Response:
+        doc = problem(403, "insufficient-scope", str(exc), instance=request.url.path)
+        challenge = f'Bearer error="insufficient_scope", scope="{exc.scope}"'
+        return problem_response(doc, {"WWW-Authenticate": challenge})
 
     @app.exception_handler(StorageUnavailable)
     async def _storage(request: Request, exc: StorageUnavailable) -> Response:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Header, Request, Response
+from fastapi.exceptions import RequestValidationError
 
+from command_service.api.auth import MODERATE_SCOPE, WRITE_SCOPE, TokenVerifier
 from command_service.api.schemas import (
     AdjustStockRequest,
     Author,
@@ -73,8 +77,29 @@ async def get_context(
     )
 
 
+def authenticated(scope: str) -> Callable[..., Awaitable[RequestContext]]:
+    """A dependency: the request's context, with the caller of its bearer token once the
+    service checks tokens (the token must hold `scope`)."""
+
+    async def dependency(
+        request: Request,
+        context: Annotated[RequestContext, Depends(get_context)],
+        authorization: Annotated[
+            str | None, Header(max_length=8192, description="Bearer <JWT>")
+        ] = None,
+    ) -> RequestContext:
+        verifier: TokenVerifier | None = request.app.state.verifier
+        if verifier is None:
+            return context
+        principal = (await verifier.verify(authorization)).require(scope)
+        return replace(context, caller=principal.subject, actor=principal.subject)
+
+    return dependency
+
+
 Handlers = Annotated[CommandHandlers, Depends(get_handlers)]
-Context = Annotated[RequestContext, Depends(get_context)]
+Context = Annotated[RequestContext, Depends(authenticated(WRITE_SCOPE))]
+ModerationContext = Annotated[RequestContext, Depends(authenticated(MODERATE_SCOPE))]
 ProductId = Annotated[UUID, "product id"]
 
 _CONFLICTS: dict[int | str, dict[str, Any]] = {
@@ -223,11 +248,18 @@ async def submit_review(
     body: SubmitReviewRequest,
     handlers: Handlers,
     context: Context,
-    # Until requests carry a token, the author names themselves here; the token's `sub`
-    # replaces this header when authentication arrives.
-    x_review_author: Annotated[Author, Header(description="Who writes the review")],
+    # Without token checks (development), the author names themselves here; with them, the
+    # token's `sub` is the author and this header is ignored.
+    x_review_author: Annotated[
+        Author | None, Header(description="Who writes the review, without a bearer token")
+    ] = None,
 ) -> Response:
-    command = SubmitReview(product_id, body.rating, body.title, body.body, x_review_author)
+    author = context.actor or x_review_author
+    if author is None:
+        raise RequestValidationError(
+            [{"loc": ("header", "x-review-author"), "msg": "Field required", "type": "missing"}]
+        )
+    command = SubmitReview(product_id, body.rating, body.title, body.body, author)
     result = await handlers.submit_review(command, context)
     return _render(result, {"product_id": str(result.outcome.product_id)}, resource="reviews")
 
@@ -242,7 +274,7 @@ async def submit_review(
 async def remove_review(
     review_id: Annotated[UUID, "review id"],
     handlers: Handlers,
-    context: Context,
+    context: ModerationContext,
     body: Annotated[RemoveReviewRequest | None, Body()] = None,
 ) -> Response:
     reason = body.reason if body else None
