@@ -12,7 +12,7 @@ import pytest
 from command_service.adapters.migrate import load_migrations, migrate
 from command_service.adapters.postgres import init_connection
 from tests.fixtures.infra import Infra
-from tests.fixtures.resources import unique
+from tests.fixtures.resources import fresh_database
 
 pytestmark = pytest.mark.integration
 
@@ -23,18 +23,8 @@ NOW = datetime(2026, 11, 1, tzinfo=UTC)
 @pytest.fixture
 async def empty_database_url(infra: Infra) -> AsyncIterator[str]:
     """A fresh database with no migration applied; dropped afterwards."""
-    name = unique("migrate")
-    admin = await asyncpg.connect(infra.admin_database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield infra.database_url.rsplit("/", 1)[0] + f"/{name}"
-    admin = await asyncpg.connect(infra.admin_database_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with fresh_database(infra, "migrate") as url:
+        yield url
 
 
 async def populate_schema_1(conn: asyncpg.Connection) -> list[uuid.UUID]:

@@ -216,11 +216,7 @@ class CommandHandlers:
             current = await uow.reviews.get_for_update(command.review_id)
             if current is None:
                 raise ReviewNotFound(command.review_id)
-            expected = context.expected_version
-            if expected is not None and expected != current.version:
-                raise VersionMismatch(
-                    current.id, expected=expected, actual=current.version, kind="review"
-                )
+            _check_version(context, current.id, current.version, kind="review")
             review, pending = current.remove(reason=command.reason, now=self._clock())
             await uow.reviews.update(review)
             event = self._envelope(review, pending, context)
@@ -279,9 +275,7 @@ class CommandHandlers:
             current = await uow.products.get_for_update(product_id)
             if current is None:
                 raise ProductNotFound(product_id)
-            expected = context.expected_version
-            if expected is not None and expected != current.version:
-                raise VersionMismatch(product_id, expected=expected, actual=current.version)
+            _check_version(context, product_id, current.version, kind="product")
             product, pending = apply(current, self._clock())
             if pending is None:
                 return CommandResult(_outcome(name, current))
@@ -337,6 +331,13 @@ class CommandHandlers:
             state=aggregate.to_state(),
         )
         return event
+
+
+def _check_version(context: RequestContext, aggregate_id: UUID, actual: int, *, kind: str) -> None:
+    """If-Match: the change applies only to the version the caller names."""
+    expected = context.expected_version
+    if expected is not None and expected != actual:
+        raise VersionMismatch(aggregate_id, expected=expected, actual=actual, kind=kind)
 
 
 def _outcome(name: CommandName, product: Product, *, created: bool = False) -> Outcome:
