@@ -9,6 +9,9 @@ slow pipeline cannot quietly lower the load it is measured under (coordinated om
             the steady write load of the single-model comparison.
     page-writes: a third each of creates, stock adjustments and reviews of given products;
             the steady write load of the product page comparison.
+
+Commands carry bearer tokens minted with the stack's development key (--signing-key): one
+subject for products, a fresh one per review (one published review per author and product).
 """
 
 from __future__ import annotations
@@ -18,12 +21,19 @@ import asyncio
 import json
 import random
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import orjson
 import uvloop
 
 from benchmarks.common import open_loop
+from service_runtime.tokens import DEV_SCOPES, SigningKey
+
+
+def bearer(key: SigningKey, subject: str) -> str:
+    """The Authorization header line of a token of `subject`."""
+    return f"Authorization: Bearer {key.mint(subject, DEV_SCOPES, ttl=24 * 3600)}\r\n"
 
 
 class HttpConnection:
@@ -84,16 +94,19 @@ def create_body(number: int, categories: int) -> bytes:
     )
 
 
-async def e2e(base: str, rate: float, seconds: float, categories: int) -> dict[str, object]:
+async def e2e(
+    base: str, key: SigningKey, rate: float, seconds: float, categories: int
+) -> dict[str, object]:
     # Enough connections that waiting readers never queue behind each other in this client.
     pool = HttpPool(base, 256)
     await pool.open()
     failures = 0
+    auth = bearer(key, "bench")
 
     async def one(number: int) -> float | None:
         nonlocal failures
         status, body = await pool.request(
-            "POST", "/api/v1/products", create_body(number, categories)
+            "POST", "/api/v1/products", create_body(number, categories), auth
         )
         answered = time.perf_counter()
         if status != 201:
@@ -123,18 +136,19 @@ async def e2e(base: str, rate: float, seconds: float, categories: int) -> dict[s
 
 
 async def writes(
-    base: str, rate: float, seconds: float, ids: list[str], categories: int
+    base: str, key: SigningKey, rate: float, seconds: float, ids: list[str], categories: int
 ) -> dict[str, object]:
     pool = HttpPool(base, 32)
     await pool.open()
+    auth = bearer(key, "bench")
 
     async def one(number: int) -> int:
         if number % 2:
             path = f"/api/v1/products/{random.choice(ids)}/stock-adjustments"
-            status, _ = await pool.request("POST", path, b'{"quantity_change":1}')
+            status, _ = await pool.request("POST", path, b'{"quantity_change":1}', auth)
         else:
             body = create_body(number, categories)
-            status, _ = await pool.request("POST", "/api/v1/products", body)
+            status, _ = await pool.request("POST", "/api/v1/products", body, auth)
         return status
 
     statuses = await open_loop(rate, seconds, one)
@@ -142,10 +156,11 @@ async def writes(
 
 
 async def page_writes(
-    base: str, rate: float, seconds: float, ids: list[str], categories: int
+    base: str, key: SigningKey, rate: float, seconds: float, ids: list[str], categories: int
 ) -> dict[str, object]:
     pool = HttpPool(base, 32)
     await pool.open()
+    auth = bearer(key, "bench")
     # A fresh author per review: one published review per author and product, and a rerun
     # of the stage writes to the same products.
     run = f"{random.getrandbits(32):08x}"
@@ -154,15 +169,15 @@ async def page_writes(
         product = random.choice(ids)
         if number % 3 == 1:
             path = f"/api/v1/products/{product}/stock-adjustments"
-            status, _ = await pool.request("POST", path, b'{"quantity_change":1}')
+            status, _ = await pool.request("POST", path, b'{"quantity_change":1}', auth)
         elif number % 3 == 2:
             body = orjson.dumps({"rating": 1 + number % 5, "title": f"bench review {number}"})
-            author = f"X-Review-Author: bench-{run}-{number}\r\n"
+            author = bearer(key, f"bench-{run}-{number}")
             path = f"/api/v1/products/{product}/reviews"
             status, _ = await pool.request("POST", path, body, author)
         else:
             status, _ = await pool.request(
-                "POST", "/api/v1/products", create_body(number, categories)
+                "POST", "/api/v1/products", create_body(number, categories), auth
             )
         return status
 
@@ -178,14 +193,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--ids", default="")
     parser.add_argument("--categories", type=int, default=20)
+    parser.add_argument("--signing-key", required=True, help="the stack's SIGNING_KEY_FILE")
     args = parser.parse_args()
+    key = SigningKey.load(Path(args.signing_key))
     if args.mode == "e2e":
-        result = uvloop.run(e2e(args.base, args.rate, args.seconds, args.categories))
+        result = uvloop.run(e2e(args.base, key, args.rate, args.seconds, args.categories))
     else:
         with open(args.ids) as source:
             ids = source.read().split()
         load = writes if args.mode == "writes" else page_writes
-        result = uvloop.run(load(args.base, args.rate, args.seconds, ids, args.categories))
+        result = uvloop.run(load(args.base, key, args.rate, args.seconds, ids, args.categories))
     print(json.dumps(result))
 
 

@@ -220,6 +220,7 @@ def product_page_stage(ctx: Context) -> dict[str, float]:
         rate = max(1.0, ctx.command_rps / 4)
         load = python_module(
             "benchmarks.paced_http", "page-writes", "--base", ctx.env["GATEWAY_URL"],
+            "--signing-key", ctx.env["SIGNING_KEY_FILE"],
             "--rate", f"{rate:.1f}", "--seconds", "100000", "--ids", str(ids_file),
         )  # fmt: skip
         writer = subprocess.Popen(load, stdout=subprocess.DEVNULL)

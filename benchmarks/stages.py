@@ -75,6 +75,11 @@ class Context:
     def database(self) -> str:
         return self.env.get("MONGODB_DATABASE", "catalog")
 
+    @property
+    def auth(self) -> dict[str, str]:
+        """DEV_TOKEN's Authorization header: commands need a bearer token."""
+        return {"Authorization": f"Bearer {self.env['DEV_TOKEN']}"}
+
     live: dict[str, Service] = field(default_factory=dict)
 
     def note(self, stage: str, line: str) -> None:
@@ -147,7 +152,13 @@ def profile_http(
     samplers = [Sampler(f"{stage}-{part}", supervised_pid(status, part)) for part in parts]
     try:
         gateway = ctx.env["GATEWAY_URL"]
-        run_wrk(gateway, requests, seconds=seconds, connections=ctx.sizes.concurrency)
+        run_wrk(
+            gateway,
+            requests,
+            seconds=seconds,
+            connections=ctx.sizes.concurrency,
+            headers=ctx.auth,
+        )
     finally:
         for sampler in samplers:
             ctx.note(stage, sampler.stop().summary())
@@ -184,11 +195,17 @@ def command_stage(ctx: Context) -> dict[str, float]:
             )
             requests.append(Request("POST", "/api/v1/products", body))
     gateway = ctx.env["GATEWAY_URL"]
-    run_wrk(gateway, requests, seconds=2, connections=s.concurrency)  # warm-up
+    # Every command carries DEV_TOKEN: the service verifies its signature on each request,
+    # which raw asyncpg does not have to.
+    run_wrk(gateway, requests, seconds=2, connections=s.concurrency, headers=ctx.auth)  # warm-up
     ours, raws = [], []
     for rep in range(s.reps):
         split = CpuByPart()
-        ours.append(run_wrk(gateway, requests, seconds=s.seconds, connections=s.concurrency))
+        ours.append(
+            run_wrk(
+                gateway, requests, seconds=s.seconds, connections=s.concurrency, headers=ctx.auth
+            )
+        )
         cpu_ours, split = split.stop(), CpuByPart()
         raw_cmd = python_module(
             "benchmarks.raw_command", "load", "--dsn", ctx.dsn,
@@ -554,6 +571,7 @@ def e2e_runs(ctx: Context, rate: float, label: str) -> tuple[float, float]:
         caught_up(ctx)
         cmd = python_module(
             "benchmarks.paced_http", "e2e", "--base", ctx.env["GATEWAY_URL"],
+            "--signing-key", ctx.env["SIGNING_KEY_FILE"],
             "--rate", f"{rate:.1f}", "--seconds", str(s.latency_seconds),
             "--categories", str(s.categories),
         )  # fmt: skip
@@ -579,6 +597,7 @@ def low_rate(ctx: Context, label: str, rate: float = 5.0) -> None:
     caught_up(ctx)
     cmd = python_module(
         "benchmarks.paced_http", "e2e", "--base", ctx.env["GATEWAY_URL"],
+        "--signing-key", ctx.env["SIGNING_KEY_FILE"],
         "--rate", str(rate), "--seconds", str(ctx.sizes.latency_seconds),
     )  # fmt: skip
     result: Any = run_json(cmd, timeout=ctx.sizes.latency_seconds + 300)
@@ -734,6 +753,7 @@ def single_model_stage(ctx: Context) -> dict[str, float]:
         writer = subprocess.Popen(
             [
                 *python_module("benchmarks.paced_http", "writes", "--base", ctx.env["GATEWAY_URL"]),
+                *("--signing-key", ctx.env["SIGNING_KEY_FILE"]),
                 "--rate",
                 f"{rate:.1f}",
                 "--seconds",

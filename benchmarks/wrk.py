@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,9 +47,15 @@ def wrk_binary() -> str:
 
 
 def run_wrk(
-    base_url: str, requests: list[Request], *, seconds: float, connections: int
+    base_url: str,
+    requests: list[Request],
+    *,
+    seconds: float,
+    connections: int,
+    headers: Mapping[str, str] | None = None,
 ) -> WrkResult:
-    """Replay `requests` in a cycle over `connections` keep-alive connections for `seconds`.
+    """Replay `requests` in a cycle over `connections` keep-alive connections for `seconds`,
+    each with `headers` (e.g. the bearer token commands need).
 
     One wrk thread: on two cores a second one only takes CPU from the server being measured.
     """
@@ -67,6 +74,7 @@ def run_wrk(
         base_url,
         "--",
         listing.name,
+        *(f"{name}: {value}" for name, value in (headers or {}).items()),
     ]
     CPU.start()
     try:

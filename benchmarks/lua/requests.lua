@@ -1,5 +1,6 @@
 -- Replays the requests of a file (one per line: METHOD<TAB>PATH<TAB>BODY), in a cycle, and
 -- prints wrk's figures as one JSON line, with a count of every status outside 2xx/3xx.
+-- Arguments after the file are headers sent with every request ("Name: value").
 -- Written by benchmarks/wrk.py; run by wrk -s.
 local requests = {}
 local next_index = 1
@@ -10,9 +11,15 @@ function setup(thread)
 end
 
 function init(args)
+  local common = {}
+  for i = 2, #args do
+    local name, value = args[i]:match("^([^:]+):%s*(.*)$")
+    if name then common[name] = value end
+  end
   for line in io.lines(args[1]) do
     local method, path, body = line:match("^([^\t]*)\t([^\t]*)\t?(.*)$")
     local headers = {}
+    for name, value in pairs(common) do headers[name] = value end
     if body ~= nil and body ~= "" then
       headers["Content-Type"] = "application/json"
     else

@@ -17,6 +17,14 @@ from typing import Any
 import provision
 from stack_engine import REPO, VENV_BIN, Part, Stack, StackError, run, say, wait_until
 
+from service_runtime.tokens import (
+    DEV_ISSUER,
+    JWKS_FILE,
+    KEY_FILE,
+    TOKEN_FILE,
+    ensure_dev_credentials,
+)
+
 LOCAL = provision.LOCAL
 DB_USER = "catalog"
 DB_PASSWORD = "catalog"  # development-only credentials of a loopback-only cluster
@@ -364,6 +372,12 @@ def services_env(stack: Stack) -> dict[str, str]:
     return env
 
 
+def prepare_service(stack: Stack, own: Callable[[Stack], None]) -> None:
+    """What every service needs before it starts, then what this one needs."""
+    arm_crash_points(stack)
+    own(stack)
+
+
 def service(
     name: str,
     cli: str,
@@ -373,6 +387,7 @@ def service(
     needs: tuple[str, ...],
     env: Callable[[Stack], Mapping[str, str]] = lambda stack: {},
     exports: Callable[[Stack], Mapping[str, str]] = lambda stack: {},
+    provision: Callable[[Stack], None] = lambda stack: None,
     replica_of: str | None = None,
 ) -> Part:
     """A service of the workspace run from its virtualenv, healthy when `probe` answers 200."""
@@ -386,7 +401,7 @@ def service(
         needs=needs,
         env=lambda stack: {**services_env(stack), **env(stack)},
         exports=exports,
-        provision=arm_crash_points,
+        provision=lambda stack: prepare_service(stack, provision),
         stopwait=15,
         replica_of=replica_of,
     )
@@ -397,6 +412,42 @@ def projector_env(stack: Stack) -> dict[str, str]:
     if proxied(stack):
         return {"MONGODB_URL": f"mongodb://127.0.0.1:{stack.ports['mongo_proxy']}/"}
     return {}
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+def keys_dir(stack: Stack) -> Path:
+    """The development signing key, its JWKS and DEV_TOKEN (never committed: under the run
+    directory, the key readable by its owner only)."""
+    return stack.run_dir / "keys"
+
+
+def issue_dev_token(stack: Stack) -> None:
+    """The signing key (made once), its JWKS for the command service, a fresh DEV_TOKEN."""
+    ensure_dev_credentials(keys_dir(stack))
+
+
+def token_exports(stack: Stack) -> dict[str, str]:
+    """What clients of the stack need to call the command API and to mint more tokens."""
+    token_file = keys_dir(stack) / TOKEN_FILE
+    if not token_file.exists():
+        issue_dev_token(stack)
+    return {
+        "DEV_TOKEN": token_file.read_text().strip(),
+        "SIGNING_KEY_FILE": str(keys_dir(stack) / KEY_FILE),
+        "JWT_ISSUER": DEV_ISSUER,
+    }
+
+
+def command_env(stack: Stack, port: str) -> dict[str, str]:
+    """A command-service process: its port, its database role, the JWKS it trusts."""
+    return {
+        "COMMAND_PORT": str(stack.ports[port]),
+        "COMMAND_DATABASE_URL": role_url(stack, COMMAND_ROLE),
+        "COMMAND_JWKS_FILE": str(keys_dir(stack) / JWKS_FILE),
+        "COMMAND_JWT_ISSUER": DEV_ISSUER,
+    }
 
 
 # --------------------------------------------------------------------------- gateway
@@ -520,8 +571,9 @@ PARTS: tuple[Part, ...] = (
         port=("command", 18001),
         probe="/readyz",
         needs=("postgres",),
-        env=lambda stack: {"COMMAND_DATABASE_URL": role_url(stack, COMMAND_ROLE)},
-        exports=lambda stack: {"COMMAND_URL": stack.url("command")},
+        env=lambda stack: command_env(stack, "command"),
+        exports=lambda stack: {"COMMAND_URL": stack.url("command"), **token_exports(stack)},
+        provision=issue_dev_token,
     ),
     service(
         "command-2",
@@ -529,10 +581,7 @@ PARTS: tuple[Part, ...] = (
         port=("command_2", 18003),
         probe="/readyz",
         needs=("postgres",),
-        env=lambda stack: {
-            "COMMAND_PORT": str(stack.ports["command_2"]),
-            "COMMAND_DATABASE_URL": role_url(stack, COMMAND_ROLE),
-        },
+        env=lambda stack: command_env(stack, "command_2"),
         replica_of="command",
     ),
     service(

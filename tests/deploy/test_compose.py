@@ -190,7 +190,19 @@ def test_the_data_lives_in_named_volumes(
                 assert source in declared, source
             else:
                 assert (COMPOSE_DIR / source).exists(), source
-    assert used == declared
+    # Besides the data: the development signing key, kept across restarts like the data.
+    assert used | {"dev-keys"} == declared
+
+
+def test_the_command_service_trusts_the_development_key_set(
+    services: dict[str, Service],
+) -> None:
+    command, keys = services["command"], services["dev-keys"]
+    assert command["environment"]["COMMAND_JWKS_FILE"] == "/keys/jwks.json"
+    assert ("dev-keys", "/keys") in _mounts(command)
+    assert any(v.endswith(":ro") for v in command["volumes"]), "the command service only reads it"
+    assert keys["command"] == ["dev-keys", "/keys"]
+    assert command["depends_on"]["dev-keys"]["condition"] == "service_completed_successfully"
 
 
 def test_the_gateway_uses_the_local_stack_routes(services: dict[str, Service]) -> None:

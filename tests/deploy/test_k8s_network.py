@@ -126,14 +126,37 @@ def test_every_pod_resolves_names(rendered: Rendered) -> None:
             assert allows(policies, pod, KUBE_DNS, 53, "TCP"), name
 
 
+# What a service may reach outside the cluster: the command service, its identity provider's
+# key set over HTTPS.
+OUTSIDE = {("command-service", 443)}
+
+
 def test_the_services_reach_nothing_outside(rendered: Rendered) -> None:
-    """Only the operators' data pods may call out (the Kubernetes API); the services may not."""
+    """Only the operators' data pods may call out (the Kubernetes API), and the command service
+    its identity provider over HTTPS; nothing else may."""
     policies = rendered.of_kind("NetworkPolicy")
     internet = Pod("internet", "elsewhere", {})
     for workload, template in rendered.workloads():
-        pod = Pod(workload["metadata"]["name"], rendered.namespace, template["metadata"]["labels"])
+        name = workload["metadata"]["name"]
+        pod = Pod(name, rendered.namespace, template["metadata"]["labels"])
         for port in (80, 443, 6443):
-            assert not allows(policies, pod, internet, port), (workload["metadata"]["name"], port)
+            expected = (name, port) in OUTSIDE
+            assert allows(policies, pod, internet, port) == expected, (name, port)
+
+
+def test_the_identity_provider_rule_reaches_no_private_address(rendered: Rendered) -> None:
+    blocks = [
+        peer["ipBlock"]
+        for policy in rendered.of_kind("NetworkPolicy")
+        for rule in policy["spec"].get("egress") or []
+        for peer in rule.get("to") or []
+        if "ipBlock" in peer
+        and policy["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name")
+        == "command-service"
+    ]
+    assert blocks == [
+        {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]}
+    ]
 
 
 def test_kafka_listener_peers_match_the_policies(rendered: Rendered) -> None:

@@ -14,6 +14,6 @@ PROBLEM = "application/problem+json"
 
 @pytest.fixture
 def client(infra: Infra) -> Iterator[httpx.Client]:
-    """A client of the gateway, as any API user would hold one."""
-    with httpx.Client(base_url=infra.gateway_url, timeout=15) as c:
+    """A client of the gateway, as any API user would hold one: with DEV_TOKEN."""
+    with httpx.Client(base_url=infra.gateway_url, timeout=15, headers=infra.auth) as c:
         yield c

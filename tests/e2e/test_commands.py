@@ -183,11 +183,11 @@ def test_idempotency_key_replays_the_first_response(client: httpx.Client) -> Non
 
 
 def test_concurrent_adjustments_through_the_gateway_never_oversell(infra: Infra) -> None:
-    with httpx.Client(base_url=infra.gateway_url, timeout=30) as client:
+    with httpx.Client(base_url=infra.gateway_url, timeout=30, headers=infra.auth) as client:
         pid = create(client, stock=20)["id"]
 
     def take() -> int:
-        with httpx.Client(base_url=infra.gateway_url, timeout=30) as c:
+        with httpx.Client(base_url=infra.gateway_url, timeout=30, headers=infra.auth) as c:
             return c.post(
                 f"/api/v1/products/{pid}/stock-adjustments", json={"quantity_change": -1}
             ).status_code

@@ -28,28 +28,31 @@ def create_product(client: httpx.Client) -> str:
     return product_id
 
 
-def review(client: httpx.Client, product_id: str, author: str, **body: object) -> httpx.Response:
+def review(
+    client: httpx.Client, infra: Infra, product_id: str, author: str, **body: object
+) -> httpx.Response:
+    """`author` reviews the product: the author is the subject of the caller's token."""
     return client.post(
         f"/api/v1/products/{product_id}/reviews",
         json={"rating": 5, "title": "Even grind", **body},
-        headers={"X-Review-Author": author},
+        headers=infra.bearer(author),
     )
 
 
 def test_reviews_through_the_gateway(client: httpx.Client, infra: Infra) -> None:
     product_id = create_product(client)
-    first = review(client, product_id, "ada", body="Quiet too.")
+    first = review(client, infra, product_id, "ada", body="Quiet too.")
     assert first.status_code == 201, first.text
     review_id = first.json()["id"]
     assert first.json() == {"id": review_id, "product_id": product_id, "version": 1}
     assert first.headers["location"] == f"/api/v1/reviews/{review_id}"
 
-    duplicate = review(client, product_id, "ada", rating=1)
+    duplicate = review(client, infra, product_id, "ada", rating=1)
     assert (duplicate.status_code, duplicate.headers["content-type"]) == (409, PROBLEM)
-    bad = review(client, product_id, "grace", rating=9)
+    bad = review(client, infra, product_id, "grace", rating=9)
     assert bad.status_code == 422
     assert {e["field"] for e in bad.json()["errors"]} == {"rating"}
-    assert review(client, str(uuid.uuid4()), "ada").status_code == 404
+    assert review(client, infra, str(uuid.uuid4()), "ada").status_code == 404
 
     removed = client.delete(f"/api/v1/reviews/{review_id}")
     assert (removed.status_code, removed.json()) == (200, {"id": review_id, "version": 2})
@@ -73,7 +76,7 @@ def test_review_events_reach_their_topic_keyed_by_the_product(
     client: httpx.Client, infra: Infra
 ) -> None:
     product_id = create_product(client)
-    review_id = review(client, product_id, "ada").json()["id"]
+    review_id = review(client, infra, product_id, "ada").json()["id"]
     assert client.delete(f"/api/v1/reviews/{review_id}").status_code == 200
 
     async def consume() -> list[tuple[bytes | None, dict[str, object]]]:
@@ -107,11 +110,13 @@ def test_review_events_reach_their_topic_keyed_by_the_product(
     assert all(document["aggregate_type"] == "review" for _, document in found)
 
 
-def test_the_product_page_shows_its_rating_and_latest_reviews(client: httpx.Client) -> None:
+def test_the_product_page_shows_its_rating_and_latest_reviews(
+    client: httpx.Client, infra: Infra
+) -> None:
     product_id = create_product(client)
     ratings = {"ada": 5, "grace": 4, "alan": 4, "edsger": 1}
     ids = {
-        author: review(client, product_id, author, rating=r).json()["id"]
+        author: review(client, infra, product_id, author, rating=r).json()["id"]
         for author, r in ratings.items()
     }
     assert client.delete(f"/api/v1/reviews/{ids['edsger']}").status_code == 200
@@ -143,7 +148,7 @@ def test_the_product_page_shows_its_rating_and_latest_reviews(client: httpx.Clie
     assert client.get(f"/api/v1/products/{uuid.uuid4()}/reviews").status_code == 404
 
 
-def test_a_rated_product_sorts_before_unrated_ones(client: httpx.Client) -> None:
+def test_a_rated_product_sorts_before_unrated_ones(client: httpx.Client, infra: Infra) -> None:
     category = f"c-{uuid.uuid4().hex[:6]}"
     ids = []
     for name in ("unrated", "liked", "loved"):
@@ -152,8 +157,8 @@ def test_a_rated_product_sorts_before_unrated_ones(client: httpx.Client) -> None
             json={"name": name, "category": category, "price": "1.00", "stock": 1},
         )
         ids.append(response.json()["id"])
-    review(client, ids[1], "ada", rating=3)
-    review(client, ids[2], "ada", rating=5)
+    review(client, infra, ids[1], "ada", rating=3)
+    review(client, infra, ids[2], "ada", rating=5)
     deadline = time.monotonic() + 15
     while True:
         items = client.get(

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 
 def test_created_product_is_readable_through_the_query_side(infra: Infra) -> None:
     category = f"e2e-{uuid.uuid4().hex[:8]}"
-    with httpx.Client(base_url=infra.gateway_url, timeout=10) as client:
+    with httpx.Client(base_url=infra.gateway_url, timeout=10, headers=infra.auth) as client:
         created = client.post(
             "/api/v1/products",
             json={
@@ -62,7 +62,7 @@ def test_created_product_is_readable_through_the_query_side(infra: Infra) -> Non
 
 
 def test_invalid_command_is_a_problem_naming_the_field(infra: Infra) -> None:
-    with httpx.Client(base_url=infra.gateway_url, timeout=10) as client:
+    with httpx.Client(base_url=infra.gateway_url, timeout=10, headers=infra.auth) as client:
         response = client.post(
             "/api/v1/products",
             json={

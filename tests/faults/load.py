@@ -6,6 +6,7 @@ import asyncio
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -19,6 +20,7 @@ class LoadLog:
     acknowledged: int = 0
     errors: int = 0  # 5xx, timeouts, refused connections: outcomes unknown to the client
     rejected: int = 0  # 4xx: refused by the domain (e.g. 409 insufficient stock)
+    unauthorized: int = 0  # 401/403: the clients' tokens were refused (a broken test)
     acked_versions: dict[str, int] = field(default_factory=dict)  # product -> highest acked
     acked_review_versions: dict[str, int] = field(default_factory=dict)  # review -> highest
     monotonic_violations: list[str] = field(default_factory=list)
@@ -27,20 +29,32 @@ class LoadLog:
 class LoadClient:
     """One client: its own products, a mix of commands, and reads that must never go back."""
 
-    def __init__(self, gateway: str, log: LoadLog, seed: int, category_prefix: str) -> None:
+    def __init__(
+        self,
+        gateway: str,
+        log: LoadLog,
+        seed: int,
+        category_prefix: str,
+        bearer: Callable[[str], dict[str, str]],
+    ) -> None:
         self._gateway = gateway
         self._log = log
         self._random = random.Random(seed)
         self._products: list[str] = []
         self._reviews: list[str] = []
         # A few authors per client, so some reviews meet the one-per-author rule (409).
-        self._authors = [f"{category_prefix}-author-{seed}-{i}" for i in range(4)]
+        # Each author is the subject of a token of their own (the author is the token's sub).
+        authors = [f"{category_prefix}-author-{seed}-{i}" for i in range(4)]
+        self._author_tokens = [bearer(author) for author in authors]
+        self._token = bearer(f"{category_prefix}-client-{seed}")
         self._seen: dict[str, int] = {}
         self._categories = [f"{category_prefix}-{i}" for i in range(3)]
 
     async def run(self, stop: asyncio.Event, rate: float) -> None:
         interval = 1.0 / rate
-        async with httpx.AsyncClient(base_url=self._gateway, timeout=5) as client:
+        async with httpx.AsyncClient(
+            base_url=self._gateway, timeout=5, headers=self._token
+        ) as client:
             next_at = time.monotonic()
             while not stop.is_set():
                 await self._one(client)
@@ -93,7 +107,7 @@ class LoadClient:
                 "POST",
                 f"/api/v1/products/{pid}/reviews",
                 {"rating": r.randint(1, 5), "title": f"review {uuid.uuid4().hex[:6]}"},
-                headers={"X-Review-Author": r.choice(self._authors)},
+                headers=r.choice(self._author_tokens),
             )
         elif kind < 0.76 and self._reviews:
             await self._command(
@@ -119,6 +133,8 @@ class LoadClient:
             return
         if response.status_code >= 500:
             self._log.errors += 1
+        elif response.status_code in (401, 403):
+            self._log.unauthorized += 1
         elif response.status_code >= 400:
             self._log.rejected += 1
         else:
@@ -149,10 +165,18 @@ class LoadClient:
 
 
 async def run_load(
-    gateway: str, stop: asyncio.Event, *, clients: int, rate: float, seed: int, prefix: str
+    gateway: str,
+    stop: asyncio.Event,
+    *,
+    clients: int,
+    rate: float,
+    seed: int,
+    prefix: str,
+    bearer: Callable[[str], dict[str, str]],
 ) -> LoadLog:
-    """Run `clients` clients at `rate` operations per second each until `stop` is set."""
+    """Run `clients` clients at `rate` operations per second each until `stop` is set; each
+    authenticates with tokens `bearer` mints for its subjects."""
     log = LoadLog()
-    workers = [LoadClient(gateway, log, seed + i, prefix) for i in range(clients)]
+    workers = [LoadClient(gateway, log, seed + i, prefix, bearer) for i in range(clients)]
     await asyncio.gather(*(w.run(stop, rate) for w in workers))
     return log

@@ -156,7 +156,7 @@ async def slow_then_partitioned_mongo(infra: Infra) -> Outcome:
         pytest.skip("the projector's MongoDB link goes through toxiproxy only in a native stack")
     async with (
         httpx.AsyncClient(base_url=infra.toxiproxy_url, timeout=10) as api,
-        httpx.AsyncClient(base_url=infra.gateway_url, timeout=10) as gateway,
+        httpx.AsyncClient(base_url=infra.gateway_url, timeout=10, headers=infra.auth) as gateway,
     ):
 
         async def toxiproxy(method: str, path: str, body: object = None) -> None:

@@ -58,6 +58,7 @@ async def test_scenario_keeps_every_invariant(infra: Infra, report: Path, scenar
             rate=size["rate"],
             seed=hash(scenario) % 1000,
             prefix=prefix,
+            bearer=infra.bearer,
         )
     )
     await asyncio.sleep(size["before"])
@@ -78,6 +79,7 @@ async def test_scenario_keeps_every_invariant(infra: Infra, report: Path, scenar
             f"{verdict.category_mismatches} | {converged} |\n"
         )
     assert log.acknowledged > 0
+    assert log.unauthorized == 0, "the load clients' tokens were refused"
     assert verdict.missing_acknowledged == []
     assert log.monotonic_violations == []
     assert verdict.comparison.consistent, f"{verdict.comparison.summary()}\n{_diagnostics(infra)}"

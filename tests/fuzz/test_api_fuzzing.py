@@ -1,7 +1,8 @@
 """schemathesis against both services' OpenAPI documents, called through the gateway.
 
 No input may produce a 5xx, every error is an application/problem+json document, and every
-response matches its documented schema. The number of examples is bounded for `make test`.
+response matches its documented schema. The number of examples is bounded for `make test`. The calls
+carry DEV_TOKEN: unauthenticated commands would stop at the 401 and fuzz nothing behind it.
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ EXAMPLES = 20
 
 def check(case: Any, infra: Infra) -> None:
     # Random ids never reach a min_version: answer at once (RFC 7240) instead of after 3 s.
-    response = case.call(base_url=infra.gateway_url, timeout=15, headers={"Prefer": "wait=0"})
+    # Commands authenticate (DEV_TOKEN, both scopes), so the inputs reach the handlers.
+    headers = {"Prefer": "wait=0", **infra.auth}
+    response = case.call(base_url=infra.gateway_url, timeout=15, headers=headers)
     where = f"{case.method} {case.formatted_path} {case.query or ''} {case.body!r:.200}"
+    assert response.status_code not in (401, 403), f"{where}: DEV_TOKEN refused"
     behind = response.status_code == 503 and "min_version" in (case.query or {})
     if behind:  # the documented answer when the read model has not reached that version
         assert response.headers.get("retry-after") in ("1", ["1"]), where

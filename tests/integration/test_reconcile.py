@@ -3,6 +3,9 @@ documents that differ, and repairs exactly those."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -21,7 +24,6 @@ from catalog_read_models import product_detail, product_list
 from catalog_read_models.product_documents import copy_figures
 from catalog_read_models.projection import Projection
 from catalog_read_models.store import open_store
-from catalogctl.__main__ import reconcile
 from catalogctl.compare import compare
 from catalogctl.reconcile import repair
 from command_service.adapters.postgres import UnitOfWorkFactory
@@ -34,7 +36,9 @@ from command_service.handlers import (
     RequestContext,
     SubmitReview,
 )
-from tests.fixtures.infra import Infra
+from tests.fixtures.infra import REPO, Infra
+
+CATALOGCTL = REPO / ".venv" / "bin" / "catalogctl"
 
 pytestmark = pytest.mark.integration
 
@@ -156,13 +160,53 @@ async def test_reconcile_finds_and_repairs_exactly_the_corrupted_documents(
     assert after.consistent, after.summary()
 
 
+async def catalogctl(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    """Run the installed `catalogctl` with `env`; its exit status, stdout and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        str(CATALOGCTL),
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
 async def test_the_command_line_reports_then_repairs(
-    pg_pool: asyncpg.Pool, database_url: str, infra: Infra, mongo_db: Db, capsys: Any
+    pg_pool: asyncpg.Pool, database_url: str, infra: Infra, mongo_db: Db
 ) -> None:
     await write_catalog(pg_pool)
-    args = (database_url, infra.mongodb_url, mongo_db.name)
-    assert await reconcile(*args, fix=False) == 1
-    assert "run with --repair" in capsys.readouterr().out
-    assert await reconcile(*args, fix=True) == 0
-    assert await reconcile(*args, fix=False) == 0
-    assert "consistent with the write model" in capsys.readouterr().out
+    env = {
+        "PATH": os.environ["PATH"],
+        "STACK_ENV": "/nonexistent",
+        "DATABASE_URL": database_url,
+        "MONGODB_URL": infra.mongodb_url,
+        "MONGODB_DATABASE": mongo_db.name,
+    }
+    status, out, _ = await catalogctl(env, "reconcile")
+    assert (status, "run with --repair" in out) == (1, True), out
+    status, out, _ = await catalogctl(env, "reconcile", "--repair")
+    assert status == 0, out
+    status, out, _ = await catalogctl(env, "reconcile")
+    assert (status, "consistent with the write model" in out) == (0, True), out
+
+
+async def test_the_command_line_fails_in_one_line(tmp_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "STACK_ENV": str(tmp_path / "none")}
+    status, _, err = await catalogctl(env, "reconcile")
+    assert status == 2
+    assert err.strip().splitlines() == [
+        "catalogctl: DATABASE_URL and MONGODB_URL not set: run `make up` (it writes "
+        ".run/stack.env), set STACK_ENV to a stack.env, or export them"
+    ]
+    unreachable = {
+        **env,
+        "DATABASE_URL": "postgresql://x:y@127.0.0.1:1/db",
+        "MONGODB_URL": "mongodb://127.0.0.1:1/",
+    }
+    status, _, err = await catalogctl(unreachable, "reconcile")
+    assert status == 2
+    [line] = err.strip().splitlines()
+    assert line.startswith("catalogctl: ")

@@ -11,7 +11,9 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+import jwt
 import pytest
+from jwt import PyJWKSet
 
 # deploy/local holds scripts (stackctl runs stack.py, which imports its siblings), not a package.
 LOCAL = str(Path(__file__).resolve().parents[2] / "deploy" / "local")
@@ -23,6 +25,8 @@ import stack_engine  # noqa: E402
 import stack_parts  # noqa: E402
 from stack_engine import Part, Stack, StackError  # noqa: E402
 from stack_parts import PARTS  # noqa: E402
+
+from service_runtime.tokens import SigningKey  # noqa: E402
 
 DEFAULT_PORTS = {
     "postgres": 15432,
@@ -40,6 +44,9 @@ DEFAULT_PORTS = {
     "mongo_proxy": 17018,
 }
 STACK_ENV_KEYS = {
+    "DEV_TOKEN",
+    "SIGNING_KEY_FILE",
+    "JWT_ISSUER",
     "GATEWAY_URL",
     "COMMAND_URL",
     "QUERY_URL",
@@ -190,6 +197,28 @@ def test_stack_env_has_the_documented_keys(tmp_path: Path) -> None:
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == "127.0.0.1:19092"
     assert env["MONGODB_URL"] == "mongodb://127.0.0.1:17017/"
     assert env["STACK_DIR"] == str(tmp_path / "stack")
+
+
+def test_the_stack_trusts_its_own_development_key(tmp_path: Path) -> None:
+    stack = make_stack(tmp_path)
+    env = stack.env()
+    keys = stack.run_dir / "keys"
+    assert env["SIGNING_KEY_FILE"] == str(keys / "signing-key.pem")
+    assert (keys / "signing-key.pem").stat().st_mode & 0o777 == 0o600
+    rendered = programs(stack)
+    for name in ("command", "command-2"):
+        assert environment(rendered[name])["COMMAND_JWKS_FILE"] == str(keys / "jwks.json")
+    key = SigningKey.load(keys / "signing-key.pem")
+    claims = jwt.decode(
+        env["DEV_TOKEN"],
+        key=PyJWKSet.from_json((keys / "jwks.json").read_text())[key.kid].key,
+        algorithms=["ES256"],
+        audience="catalog-api",
+        issuer=env["JWT_ISSUER"],
+    )
+    assert (claims["sub"], claims["scope"]) == ("dev", "catalog:write catalog:moderate")
+    # The key is kept: the next `up` signs with the same one.
+    assert SigningKey.ensure(keys).kid == key.kid
 
 
 def test_the_services_connect_as_their_own_postgres_roles(tmp_path: Path) -> None:

@@ -1,65 +1,98 @@
-"""`catalogctl`: compare the read models with the write model, and repair what differs."""
+"""`catalogctl`: the operator's tool of Catalog CQRS.
+
+Configured by the environment or the stack's `.run/stack.env` (`STACK_ENV` names another).
+Every failure is one line on stderr and a non-zero exit status, never a traceback.
+"""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
-import sys
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
-import asyncpg
-from pymongo import AsyncMongoClient
+import typer
+from rich.console import Console
 
-from catalogctl.compare import compare
-from catalogctl.reconcile import repair
+from catalogctl.settings import CatalogSettings
+
+app = typer.Typer(
+    name="catalogctl",
+    help=__doc__,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+T = TypeVar("T")
 
 
-async def reconcile(database_url: str, mongodb_url: str, database: str, fix: bool) -> int:
-    """Compare every read model with the write model; with `fix`, repair what differs."""
-    conn = await asyncpg.connect(database_url)
-    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongodb_url)
+def run(step: Callable[[], T]) -> T:
+    """Run `step`; an expected failure becomes one line on stderr and exit status 2."""
     try:
-        db = client[database]
-        result = await compare(conn, db, progress=lambda line: print(line, flush=True))
-        for comparison in result.comparisons:
-            for key in comparison.missing[:20]:
-                print(f"  {comparison.read_model} {key}: missing")
-            for key, fields in list(comparison.different.items())[:20]:
-                print(f"  {comparison.read_model} {key}: {fields}")
-            for key in comparison.extra[:20]:
-                print(f"  {comparison.read_model} {key}: not in the write model")
-        if result.consistent:
-            print("read models are consistent with the write model")
-            return 0
-        if not fix:
-            print("run with --repair to re-project what differs")
-            return 1
-        await repair(result, db, progress=lambda line: print(line, flush=True))
-        again = await compare(conn, db)
-        print(f"after repair: {again.summary()}")
-        return 0 if again.consistent else 1
-    finally:
-        await conn.close()
-        await client.close()
+        return step()
+    except (ValueError, OSError, ConnectionError, TimeoutError) as exc:
+        err.print(f"[red]catalogctl: {exc}[/red]")
+        raise typer.Exit(2) from None
+    except Exception as exc:  # a driver's own error (asyncpg, pymongo): still one line
+        err.print(f"[red]catalogctl: {type(exc).__name__}: {exc}[/red]")
+        raise typer.Exit(2) from None
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point."""
-    parser = argparse.ArgumentParser(prog="catalogctl", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    rec = sub.add_parser("reconcile", help="compare PostgreSQL with the read models")
-    rec.add_argument("--repair", action="store_true", help="re-project what differs")
-    rec.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
-    rec.add_argument("--mongodb-url", default=os.environ.get("MONGODB_URL"))
-    rec.add_argument("--mongodb-database", default=os.environ.get("MONGODB_DATABASE", "catalog"))
-    args = parser.parse_args(argv)
-    if not args.database_url or not args.mongodb_url:
-        parser.error("DATABASE_URL and MONGODB_URL are needed (e.g. `. .run/stack.env`)")
-    sys.exit(
-        asyncio.run(
-            reconcile(args.database_url, args.mongodb_url, args.mongodb_database, args.repair)
+@app.command()
+def token(
+    sub: Annotated[str, typer.Option("--sub", help="the token's subject (the caller)")] = "dev",
+    scope: Annotated[
+        str, typer.Option("--scope", help="space-separated scopes")
+    ] = "catalog:write catalog:moderate",
+    ttl: Annotated[
+        int, typer.Option("--ttl", help="seconds it is valid for; negative gives an expired one")
+    ] = 3600,
+) -> None:
+    """Mint a bearer token with the development signing key (`make up` made it)."""
+    from service_runtime.tokens import SigningKey
+
+    settings = run(CatalogSettings.load)
+    key = run(lambda: SigningKey.load(settings.key_file()))
+    minted = run(
+        lambda: key.mint(
+            sub,
+            scope.split(),
+            ttl=ttl,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
         )
     )
+    print(minted)
+
+
+@app.command()
+def reconcile(
+    repair: Annotated[bool, typer.Option("--repair", help="re-project what differs")] = False,
+) -> None:
+    """Compare the write model with every read model; with --repair, fix what differs."""
+    from catalogctl.reconcile import reconcile as run_reconcile
+
+    settings = run(CatalogSettings.load)
+    run(lambda: settings.require("database_url", "mongodb_url"))
+    consistent = run(
+        lambda: asyncio.run(
+            run_reconcile(
+                settings.database_url or "",
+                settings.mongodb_url or "",
+                settings.mongodb_database,
+                repair,
+                out,
+            )
+        )
+    )
+    raise typer.Exit(0 if consistent else 1)
+
+
+def main() -> None:
+    """Entry point."""
+    app()
 
 
 if __name__ == "__main__":

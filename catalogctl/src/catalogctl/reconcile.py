@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from rich.console import Console
 
 from catalog_read_models.registry import registry
 from catalog_read_models.store import Store, open_store
-from catalogctl.compare import Progress, Reconciliation
+from catalogctl.compare import Progress, Reconciliation, compare
 
 
 async def repair(
@@ -33,3 +36,35 @@ async def repair(
         progress(f"{model.name}: repaired {count} documents")
         repaired += count
     return repaired
+
+
+async def reconcile(
+    database_url: str, mongodb_url: str, database: str, fix: bool, console: Console
+) -> bool:
+    """Compare every read model with the write model, printing what differs; with `fix`,
+    repair it. True when the read models are (or were made) consistent."""
+    conn = await asyncpg.connect(database_url)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url)
+    try:
+        db = client[database]
+        result = await compare(conn, db, progress=console.print)
+        for comparison in result.comparisons:
+            for key in comparison.missing[:20]:
+                console.print(f"  {comparison.read_model} {key}: missing")
+            for key, fields in list(comparison.different.items())[:20]:
+                console.print(f"  {comparison.read_model} {key}: {fields}")
+            for key in comparison.extra[:20]:
+                console.print(f"  {comparison.read_model} {key}: not in the write model")
+        if result.consistent:
+            console.print("[green]read models are consistent with the write model[/green]")
+            return True
+        if not fix:
+            console.print("run with --repair to re-project what differs")
+            return False
+        await repair(result, db, progress=console.print)
+        again = await compare(conn, db)
+        console.print(f"after repair: {again.summary()}")
+        return again.consistent
+    finally:
+        await conn.close()
+        await client.close()

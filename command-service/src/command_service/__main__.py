@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from pathlib import Path
 
 import uvloop
 
@@ -24,7 +25,19 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser(
         "ensure-topics", help="create the events topics and their dead-letter topics if missing"
     )
+    keys = sub.add_parser(
+        "dev-keys",
+        help="development only: a signing key in DIR (kept), its JWKS, and a DEV_TOKEN printed",
+    )
+    keys.add_argument("directory", type=Path)
     args = parser.parse_args(argv)
+
+    if args.command == "dev-keys":
+        # Compose's stand-in for an identity provider; make up does the same under .run/keys.
+        from service_runtime.tokens import ensure_dev_credentials
+
+        print(f"DEV_TOKEN={ensure_dev_credentials(args.directory)}", flush=True)
+        return
 
     configure_logging()
     settings = CommandSettings()

@@ -28,11 +28,14 @@ from service_runtime.health import health_router
 from service_runtime.middleware import BodyLimitMiddleware, HttpMetrics, MetricsMiddleware
 
 
-def token_verifier(settings: CommandSettings) -> TokenVerifier | None:
-    """The bearer-token check of the settings' JWKS; None (anonymous commands) without one."""
+def token_verifier(settings: CommandSettings) -> TokenVerifier:
+    """The bearer-token check of the settings' JWKS; no key set, no command API."""
     source: str | Path | None = settings.jwks_file or settings.jwks_url
     if source is None:
-        return None
+        raise ValueError(
+            "the command API verifies bearer tokens: set COMMAND_JWKS_URL (the identity "
+            "provider's key set) or COMMAND_JWKS_FILE (make up sets one for development)"
+        )
     return TokenVerifier(
         KeySet(source),
         issuer=settings.jwt_issuer,
@@ -46,6 +49,7 @@ def create_app(
 ) -> FastAPI:
     """The command API; its pool (unless `uow_factory` is given) opens on startup."""
     settings = settings or CommandSettings()
+    verifier = token_verifier(settings)  # refuses to build an API nobody could call safely
     registry = CollectorRegistry()
     command_metrics = CommandMetrics(registry)
 
@@ -60,7 +64,7 @@ def create_app(
                 resources.push_async_callback(pool.close)
                 units = PostgresUnitOfWorkFactory(pool)
             app.state.uow_factory = units
-            app.state.verifier = token_verifier(settings)
+            app.state.verifier = verifier
             app.state.handlers = CommandHandlers(
                 units,
                 idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),

@@ -8,6 +8,7 @@ from pydantic import AliasChoices, Field, PostgresDsn, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from catalog_contracts.events import EVENTS_TOPIC, REVIEWS_TOPIC
+from service_runtime.tokens import MAX_LEEWAY
 
 
 class CommandSettings(BaseSettings):
@@ -47,7 +48,7 @@ class CommandSettings(BaseSettings):
     jwks_url: str | None = None
     jwt_issuer: str = "catalog-dev"
     jwt_audience: str = "catalog-api"
-    jwt_leeway_seconds: float = Field(30, ge=0, le=300)
+    jwt_leeway_seconds: float = Field(30, ge=0, le=MAX_LEEWAY)
 
     host: str = "127.0.0.1"
     port: int = Field(18001, ge=1, le=65535)

@@ -10,12 +10,11 @@ from uuid import UUID, uuid4
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Header, Request, Response
-from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from command_service.api.auth import MODERATE_SCOPE, WRITE_SCOPE, TokenVerifier
 from command_service.api.schemas import (
     AdjustStockRequest,
-    Author,
     ChangePriceRequest,
     CommandAccepted,
     CreateProductRequest,
@@ -77,20 +76,23 @@ async def get_context(
     )
 
 
+# Documents the scheme in OpenAPI (the interactive docs' "Authorize"); the verifier decides.
+BEARER = HTTPBearer(
+    auto_error=False, bearerFormat="JWT", description="A JWT from the identity provider"
+)
+
+
 def authenticated(scope: str) -> Callable[..., Awaitable[RequestContext]]:
-    """A dependency: the request's context, with the caller of its bearer token once the
-    service checks tokens (the token must hold `scope`)."""
+    """A dependency: the request's context with the caller of its bearer token, which must
+    hold `scope`; the token's `sub` is the caller, the events' actor and a review's author."""
 
     async def dependency(
         request: Request,
         context: Annotated[RequestContext, Depends(get_context)],
-        authorization: Annotated[
-            str | None, Header(max_length=8192, description="Bearer <JWT>")
-        ] = None,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
     ) -> RequestContext:
-        verifier: TokenVerifier | None = request.app.state.verifier
-        if verifier is None:
-            return context
+        verifier: TokenVerifier = request.app.state.verifier
+        authorization = f"Bearer {credentials.credentials}" if credentials else None
         principal = (await verifier.verify(authorization)).require(scope)
         return replace(context, caller=principal.subject, actor=principal.subject)
 
@@ -103,6 +105,8 @@ ModerationContext = Annotated[RequestContext, Depends(authenticated(MODERATE_SCO
 ProductId = Annotated[UUID, "product id"]
 
 _CONFLICTS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No bearer token, or one that is invalid or expired"},
+    403: {"description": "The token lacks the command's scope"},
     404: {"description": "Unknown product"},
     409: {"description": "Discontinued product, insufficient stock or key in flight"},
     412: {"description": "If-Match names a stale version"},
@@ -224,6 +228,8 @@ async def discontinue(
 
 
 _REVIEW_CONFLICTS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No bearer token, or one that is invalid or expired"},
+    403: {"description": "The token lacks the command's scope"},
     404: {"description": "Unknown product or review"},
     409: {
         "description": "Discontinued product, the author's published review exists, review "
@@ -248,18 +254,9 @@ async def submit_review(
     body: SubmitReviewRequest,
     handlers: Handlers,
     context: Context,
-    # Without token checks (development), the author names themselves here; with them, the
-    # token's `sub` is the author and this header is ignored.
-    x_review_author: Annotated[
-        Author | None, Header(description="Who writes the review, without a bearer token")
-    ] = None,
 ) -> Response:
-    author = context.actor or x_review_author
-    if author is None:
-        raise RequestValidationError(
-            [{"loc": ("header", "x-review-author"), "msg": "Field required", "type": "missing"}]
-        )
-    command = SubmitReview(product_id, body.rating, body.title, body.body, author)
+    # The author is the token's subject (authenticated() made it the caller).
+    command = SubmitReview(product_id, body.rating, body.title, body.body, context.caller)
     result = await handlers.submit_review(command, context)
     return _render(result, {"product_id": str(result.outcome.product_id)}, resource="reviews")
 

@@ -15,7 +15,7 @@ from command_service.domain.model import (
     REASON_MAX,
     STOCK_LIMIT,
 )
-from command_service.domain.review import AUTHOR_MAX, BODY_MAX, RATING_MAX, RATING_MIN, TITLE_MAX
+from command_service.domain.review import BODY_MAX, RATING_MAX, RATING_MIN, TITLE_MAX
 
 Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX, pattern=r"\S")]
 Description = Annotated[str, Field(max_length=DESCRIPTION_MAX)]
@@ -23,7 +23,6 @@ Category = Annotated[str, Field(min_length=1, max_length=CATEGORY_MAX, pattern=r
 Reason = Annotated[str, Field(max_length=REASON_MAX)]
 Title = Annotated[str, Field(min_length=1, max_length=TITLE_MAX, pattern=r"\S")]
 ReviewBody = Annotated[str, Field(max_length=BODY_MAX)]
-Author = Annotated[str, Field(min_length=1, max_length=AUTHOR_MAX, pattern=r"\S")]
 
 
 def _whole_number(value: object) -> object:
