@@ -591,6 +591,7 @@ PARTS: tuple[Part, ...] = (
         probe="/metrics",
         needs=("postgres", "kafka"),
         env=lambda stack: {"COMMAND_RELAY_DATABASE_URL": role_url(stack, RELAY_ROLE)},
+        exports=lambda stack: {"RELAY_METRICS_URL": stack.url("relay_metrics") + "/metrics"},
     ),
     service(
         "projector",
@@ -599,6 +600,9 @@ PARTS: tuple[Part, ...] = (
         probe="/metrics",
         needs=("kafka", "mongo", "toxiproxy"),
         env=projector_env,
+        exports=lambda stack: {
+            "PROJECTOR_METRICS_URL": stack.url("projector_metrics") + "/metrics"
+        },
     ),
     service(
         "query",

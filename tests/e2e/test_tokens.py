@@ -5,33 +5,22 @@ a valid one is refused and changes nothing; DEV_TOKEN and `catalogctl token` (wi
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import uuid
-from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 
 from tests.e2e.conftest import PROBLEM
-from tests.fixtures.infra import REPO, Infra
+from tests.fixtures.cli import catalogctl
+from tests.fixtures.infra import Infra
 
 pytestmark = pytest.mark.e2e
-
-CATALOGCTL = REPO / ".venv" / "bin" / "catalogctl"
 
 
 def catalogctl_token(infra: Infra, *args: str) -> str:
     """`catalogctl token ARGS` configured by nothing but the stack's stack.env."""
-    if infra.stack_dir is None:
-        pytest.skip("TEST_INFRA=external: no stack.env of this stack to configure catalogctl")
-    env = {"PATH": os.environ["PATH"], "STACK_ENV": str(Path(infra.stack_dir) / "stack.env")}
-    done = subprocess.run(
-        [str(CATALOGCTL), "token", *args], env=env, capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    return catalogctl(infra, "token", *args).stdout.strip()
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from catalog_contracts.read_models import (
     RATINGS_COLLECTION,
 )
 from catalog_read_models.projection import Projection
+from catalog_read_models.store import ReadModelUnavailable
 from command_service.relay.topics import ensure_topics
 from projector.consumer import ConsumerConfig, Projector
 from projector.metrics import ProjectorMetrics
@@ -71,9 +73,13 @@ async def reviews_topic(infra: Infra, topic: str) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def running_projector(
-    infra: Infra, topics: tuple[str, ...], db: Db, metrics: ProjectorMetrics | None = None
+    infra: Infra,
+    topics: tuple[str, ...],
+    db: Db,
+    metrics: ProjectorMetrics | None = None,
+    projection: Projection | None = None,
 ) -> AsyncIterator[Projection]:
-    projection = await Projection.open(db)
+    projection = projection or await Projection.open(db)
     await projection.ensure_indexes()
     consumer = AIOKafkaConsumer(
         *topics,
@@ -86,7 +92,7 @@ async def running_projector(
     dead_letters = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap_servers)
     await consumer.start()
     await dead_letters.start()
-    config = ConsumerConfig(batch_size=200)
+    config = ConsumerConfig(batch_size=200, poison_first_wait=0.05)
     projector = Projector(
         config,
         consumer,
@@ -247,6 +253,55 @@ async def test_poison_messages_go_to_the_dead_letter_topic(
     reasons = sorted(dict(r.headers)["dlq.error.reason"].decode() for r in records)
     assert reasons == ["invalid_json", "unknown_event_type"]
     assert all(dict(r.headers)["dlq.source.topic"] == topic.encode() for r in records)
+
+
+async def test_an_event_that_keeps_failing_is_dead_lettered_and_its_partition_moves_on(
+    infra: Infra, topic: str, mongo_db: Db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    poisoned, after = ProductHistory(), ProductHistory()
+    # Its application fails whatever the store does, until the file is gone.
+    monkeypatch.setenv("CATALOG_FAULT_DIR", str(tmp_path))
+    (tmp_path / f"poison-{poisoned.state.id}").touch()
+    key = str(poisoned.state.id).encode()  # both on one partition: the second must not wait
+    messages = [(key, encode_event(poisoned.events[0])), (key, encode_event(after.events[0]))]
+    await publish(infra, topic, messages)
+    metrics = ProjectorMetrics(CollectorRegistry())
+    async with running_projector(infra, (topic,), mongo_db, metrics):
+        await wait_for(lambda: _exists(mongo_db, str(after.state.id)))
+    [record] = await _dead_letters(infra, f"{topic}.dlq", 1)
+    headers = dict(record.headers)
+    assert headers["dlq.error.reason"] == b"apply-failed"
+    assert b"InjectedFailure" in headers["dlq.error.detail"]
+    assert record.value == messages[0][1]
+    assert not await _exists(mongo_db, str(poisoned.state.id))
+    # Tried three times in the batch, three times alone.
+    assert metrics.retries._value.get() == 6
+
+
+class FlakyStore(Projection):
+    """The real projection behind a store that is unreachable for its first `outages` batches."""
+
+    outages = 5
+
+    async def apply(self, events: Any) -> Any:
+        if self.outages:
+            self.outages -= 1
+            raise ReadModelUnavailable("store unreachable (injected)")
+        return await super().apply(events)
+
+
+async def test_a_store_outage_is_retried_and_never_dead_letters(
+    infra: Infra, topic: str, mongo_db: Db
+) -> None:
+    history = ProductHistory()
+    await publish(infra, topic, [wire(history.events[0])])
+    projection = await FlakyStore.open(mongo_db)
+    metrics = ProjectorMetrics(CollectorRegistry())
+    async with running_projector(infra, (topic,), mongo_db, metrics, projection):
+        await wait_for(lambda: _exists(mongo_db, str(history.state.id)))
+    # More outages than an event's attempts, and still applied, not dead-lettered.
+    assert metrics.retries._value.get() >= 5
+    assert await _dead_letters(infra, f"{topic}.dlq", 1) == []
 
 
 async def _dead_letters(infra: Infra, topic: str, count: int) -> list[Any]:

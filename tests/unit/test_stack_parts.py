@@ -44,6 +44,8 @@ DEFAULT_PORTS = {
     "mongo_proxy": 17018,
 }
 STACK_ENV_KEYS = {
+    "RELAY_METRICS_URL",
+    "PROJECTOR_METRICS_URL",
     "DEV_TOKEN",
     "SIGNING_KEY_FILE",
     "JWT_ISSUER",

@@ -7,13 +7,19 @@ Every failure is one line on stderr and a non-zero exit status, never a tracebac
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
 
 from catalogctl.settings import CatalogSettings
+
+if TYPE_CHECKING:
+    from catalogctl.dlq import DeadLetter
 
 app = typer.Typer(
     name="catalogctl",
@@ -88,6 +94,170 @@ def reconcile(
         )
     )
     raise typer.Exit(0 if consistent else 1)
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+) -> None:
+    """Relay leaders and shards, outbox backlog, lag per partition, dead letters, categories
+    staleness and commit-to-view p50/p99."""
+    from catalogctl.status import status as gather
+
+    settings = run(CatalogSettings.load)
+    run(lambda: settings.require("database_url", "kafka_bootstrap_servers"))
+    figures = run(
+        lambda: asyncio.run(
+            gather(
+                settings.database_url or "",
+                settings.kafka_bootstrap_servers or "",
+                settings.topics,
+                settings.projector_group_id,
+                settings.projector_metrics_url,
+            )
+        )
+    )
+    if as_json:
+        print(json.dumps(figures, indent=2))
+        return
+    leaders = figures["relays"]
+    out.print(f"[bold]relays[/bold]: {len(leaders)} leader(s)")
+    for relay in leaders:
+        out.print(f"  pid {relay['pid']} ({relay['client']}) holds shards: {relay['shards']}")
+    if not leaders:
+        out.print("  [red]no relay holds the outbox: nothing is published[/red]")
+    backlog = figures["outbox"]
+    out.print(
+        f"[bold]outbox[/bold]: {backlog['backlog']} unpublished, "
+        f"oldest {backlog['oldest_age_seconds']:.1f}s"
+    )
+    table = Table("topic", "partition", "end", "committed", "lag", title="projector lag")
+    for row in figures["consumer_lag"]:
+        table.add_row(
+            row["topic"],
+            str(row["partition"]),
+            str(row["end_offset"]),
+            str(row["committed_offset"]),
+            str(row["lag"]),
+        )
+    out.print(table)
+    for topic, count in figures["dead_letters"].items():
+        out.print(f"[bold]dead letters[/bold] {topic}: {count}")
+    projector = figures["projector"] or {"error": "PROJECTOR_METRICS_URL not set"}
+    if "error" in projector:
+        out.print(f"[bold]projector[/bold]: [red]{projector['error']}[/red]")
+    else:
+        out.print(
+            f"[bold]categories staleness[/bold]: {projector['categories_staleness_seconds']}s; "
+            f"[bold]commit-to-view[/bold] p50 {projector['commit_to_view_p50_ms']} ms, "
+            f"p99 {projector['commit_to_view_p99_ms']} ms "
+            f"({projector['commit_to_view_samples']} events)"
+        )
+
+
+dlq_app = typer.Typer(
+    help="Dead letters: list, show and replay them to their source topic.",
+    no_args_is_help=True,
+)
+app.add_typer(dlq_app, name="dlq")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+TopicOption = Annotated[
+    str | None,
+    typer.Option("--topic", help="the source or dead-letter topic, when an offset is in both"),
+]
+
+
+def kafka_settings() -> CatalogSettings:
+    settings = run(CatalogSettings.load)
+    run(lambda: settings.require("kafka_bootstrap_servers"))
+    return settings
+
+
+def load_dead_letters(settings: CatalogSettings) -> list[DeadLetter]:
+    from catalogctl.dlq import dead_letters
+
+    bootstrap = settings.kafka_bootstrap_servers or ""
+    return run(lambda: asyncio.run(dead_letters(bootstrap, settings.topics)))
+
+
+@dlq_app.command("list")
+def dlq_list(as_json: JsonFlag = False) -> None:
+    """Every dead letter: its own topic and offset, why, and where it came from."""
+    letters = load_dead_letters(kafka_settings())
+    if as_json:
+        print(json.dumps([letter.summary() for letter in letters], indent=2))
+        return
+    if not letters:
+        out.print("no dead letters")
+        return
+    table = Table("topic", "offset", "reason", "source", "key", "replayed", "detail")
+    for letter in letters:
+        source = f"{letter.source_topic}[{letter.source_partition}]@{letter.source_offset}"
+        key = letter.key.decode(errors="replace") if letter.key else ""
+        table.add_row(
+            letter.topic,
+            str(letter.offset),
+            letter.reason,
+            source,
+            key,
+            "yes" if letter.replayed else "no",
+            letter.detail[:60],
+        )
+    out.print(table)
+
+
+@dlq_app.command("show")
+def dlq_show(offset: int, topic: TopicOption = None) -> None:
+    """One dead letter in full: headers, key and value."""
+    from catalogctl.dlq import select
+
+    letter = run(lambda: select(load_dead_letters(kafka_settings()), offset, topic))
+    document = {
+        **letter.summary(),
+        "headers": {name: value.decode(errors="replace") for name, value in letter.headers},
+        "value": (letter.value or b"").decode(errors="replace"),
+    }
+    print(json.dumps(document, indent=2))
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    replay_all: Annotated[bool, typer.Option("--all", help="every dead letter")] = False,
+    offset: Annotated[int | None, typer.Option("--offset", help="this dead letter")] = None,
+    topic: TopicOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would be done")] = False,
+) -> None:
+    """Re-publish dead letters to their source topic, once each (a replayed one is skipped)."""
+    from catalogctl.dlq import replay, select
+
+    if replay_all == (offset is not None):
+        err.print("[red]catalogctl: give either --all or --offset N[/red]")
+        raise typer.Exit(2)
+    settings = kafka_settings()
+    letters = load_dead_letters(settings)
+    if offset is not None:
+        letters = [run(lambda: select(letters, offset, topic))]
+    elif topic is not None:
+        letters = [x for x in letters if topic in (x.topic, x.source_topic)]
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("replaying", total=sum(1 for x in letters if not x.replayed))
+        outcome = run(
+            lambda: asyncio.run(
+                replay(
+                    settings.kafka_bootstrap_servers or "",
+                    letters,
+                    dry_run=dry_run,
+                    progress=lambda _: bar.advance(task),
+                )
+            )
+        )
+    verb = "would replay" if dry_run else "replayed"
+    for letter in outcome.replayed:
+        out.print(f"{verb} {letter.name} to {letter.source_topic}")
+    for letter in outcome.skipped:
+        out.print(f"skipped {letter.name}: replayed before")
+    out.print(f"{verb} {len(outcome.replayed)}, skipped {len(outcome.skipped)}")
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from catalog_contracts.events import EVENTS_TOPIC, REVIEWS_TOPIC
 from service_runtime.tokens import AUDIENCE, DEV_ISSUER, KEY_FILE
 
 
@@ -28,11 +29,16 @@ class CatalogSettings(BaseSettings):
     database_url: str | None = None
     mongodb_url: str | None = None
     mongodb_database: str = "catalog"
+    kafka_bootstrap_servers: str | None = None
+    events_topic: str = EVENTS_TOPIC
+    reviews_topic: str = REVIEWS_TOPIC
     stack_dir: Path | None = None
     signing_key_file: Path | None = None
     jwt_issuer: str = DEV_ISSUER
     jwt_audience: str = AUDIENCE
     gateway_url: str | None = None
+    projector_metrics_url: str | None = None
+    projector_group_id: str = "catalog-projector"
     dev_token: str | None = Field(None, repr=False)
 
     @classmethod
@@ -40,6 +46,11 @@ class CatalogSettings(BaseSettings):
         """From the environment and the stack's stack.env (when there is one)."""
         env_file = stack_env_file()
         return cls(_env_file=env_file if env_file.is_file() else None)
+
+    @property
+    def topics(self) -> tuple[str, str]:
+        """The events topics (products, reviews)."""
+        return (self.events_topic, self.reviews_topic)
 
     def key_file(self) -> Path:
         """The development signing key: SIGNING_KEY_FILE, else the stack's own."""

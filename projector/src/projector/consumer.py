@@ -3,6 +3,12 @@
 One consumer group reads both topics (products and reviews). Offsets are committed only after
 the batch is in MongoDB, so a crash at any point redelivers what may not have been applied;
 the version guards make the redelivery change nothing, whatever the order of the two topics.
+
+Two kinds of failure are told apart. A store or dead-letter outage (`ReadModelUnavailable`,
+`KafkaError`) is retried for as long as it lasts, without skipping anything. Anything else an
+event's application raises is the event's own problem: the batch is tried `poison_attempts`
+times, then event by event, and an event that still fails as often is dead-lettered with the
+reason `apply-failed` and the error, so its partition moves on.
 """
 
 from __future__ import annotations
@@ -11,8 +17,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import TypeAlias, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -24,10 +32,13 @@ from catalog_read_models.projection import Projection
 from catalog_read_models.registry import ApplyResult
 from catalog_read_models.store import ReadModelUnavailable
 from projector.metrics import ProjectorMetrics
-from service_runtime.faults import PROJECTOR_AFTER_APPLY, crash_point
+from service_runtime.faults import PROJECTOR_AFTER_APPLY, crash_point, raise_injected_failure
 from service_runtime.retry import Backoff, RetryStopped
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 def dead_letter_topic(source: str) -> str:
@@ -46,6 +57,8 @@ class ConsumerConfig:
     stall_seconds: float = 30.0
     category_refresh_seconds: float = 1.0
     category_refresh_share: float = 0.25
+    poison_attempts: int = 3  # tries of an event that fails to apply, before it is dead-lettered
+    poison_first_wait: float = 0.2
 
 
 def refresh_pause(took: float, minimum: float, share: float) -> float:
@@ -64,16 +77,44 @@ BATCH_RETRY = Backoff(
 )
 
 
+TRANSIENT = (ReadModelUnavailable, KafkaError)
+
+
+def fault_keys(events: list[CatalogEvent]) -> set[str]:
+    """What a test may poison (service_runtime.faults): aggregate ids, product categories."""
+    keys = {str(event.aggregate_id) for event in events}
+    keys.update(event.state.category for event in events if event.aggregate_type == "product")
+    return keys
+
+
 class ProjectorStalled(Exception):
     """Messages are waiting and none arrive: this consumer should be replaced."""
+
+
+class _StillFailing(Exception):
+    """Events failed to apply `poison_attempts` times with the store answering."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a message is dead-lettered."""
+
+    reason: str
+    detail: str
+
+
+Message: TypeAlias = "ConsumerRecord[bytes, bytes]"
 
 
 @dataclass
 class Batch:
     events: list[CatalogEvent] = field(default_factory=list)
-    poison: list[tuple[ConsumerRecord[bytes, bytes], EventDecodeError]] = field(
-        default_factory=list
-    )
+    messages: list[Message] = field(default_factory=list)  # each event's message, in order
+    poison: list[tuple[Message, Failure]] = field(default_factory=list)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
 
 
@@ -162,26 +203,35 @@ class Projector:
             for message in messages:
                 try:
                     batch.events.append(decode_event(message.value))
+                    batch.messages.append(message)
                 except EventDecodeError as exc:
-                    batch.poison.append((message, exc))
+                    batch.poison.append((message, Failure(exc.reason, exc.detail)))
             batch.offsets[tp] = messages[-1].offset + 1
         return batch
 
     async def _process(self, batch: Batch, stop: asyncio.Event) -> bool:
-        """Apply a batch, retrying transient failures; False if stopped before it was applied."""
-
-        async def apply() -> ApplyResult:
-            await self._dead_letter(batch.poison)
+        """Apply a batch, retrying outages and dead-lettering what keeps failing on its own;
+        False if stopped before it was applied."""
+        try:
+            await self._transient(self._dead_letter, batch.poison, stop=stop)
             batch.poison = []
             started = time.perf_counter()
-            applied = await self._projection.apply(batch.events)
+            try:
+                result = await self._apply_with_attempts(batch.events, stop)
+            except _StillFailing:
+                # One of the events fails whatever the store does: find it by applying them
+                # one at a time, in order (the version guards make the re-application of the
+                # others harmless).
+                result = ApplyResult()
+                for message, event in zip(batch.messages, batch.events, strict=True):
+                    try:
+                        one = await self._apply_with_attempts([event], stop)
+                        result.applied.update(one.applied)
+                        result.skipped.update(one.skipped)
+                    except _StillFailing as failing:
+                        failure = Failure("apply-failed", failing.detail)
+                        await self._transient(self._dead_letter, [(message, failure)], stop=stop)
             self._metrics.batch_seconds.observe(time.perf_counter() - started)
-            return applied
-
-        try:
-            result = await self._batch_retry.call(
-                apply, stop=stop, logger=log, on_retry=lambda _: self._metrics.retries.inc()
-            )
         except RetryStopped:
             return False
         now = datetime.now(UTC)
@@ -197,11 +247,53 @@ class Projector:
             self._metrics.skipped.labels(event_type).inc(count)
         return True
 
-    async def _dead_letter(
-        self, poison: list[tuple[ConsumerRecord[bytes, bytes], EventDecodeError]]
-    ) -> None:
+    async def _apply_with_attempts(
+        self, events: list[CatalogEvent], stop: asyncio.Event
+    ) -> ApplyResult:
+        """Apply `events`: outages are retried until they end; any other error up to
+        `poison_attempts` times (with backoff), then _StillFailing."""
+        attempts = self._config.poison_attempts
+        wait = self._config.poison_first_wait
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._transient(self._apply, events, stop=stop)
+            except (RetryStopped, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                detail = f"{type(exc).__name__}: {exc}"
+                self._metrics.retries.inc()
+                if attempt == attempts:
+                    raise _StillFailing(detail) from exc
+                log.warning("applying %d events failed (%s), try %d", len(events), detail, attempt)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
+                if stop.is_set():
+                    raise RetryStopped(detail) from exc
+                wait = min(wait * 2, self._config.max_backoff)
+        raise AssertionError("unreachable")
+
+    async def _apply(self, events: list[CatalogEvent]) -> ApplyResult:
+        raise_injected_failure(fault_keys(events))
+        return await self._projection.apply(events)
+
+    async def _transient(
+        self, step: Callable[[_T], Awaitable[_R]], argument: _T, *, stop: asyncio.Event
+    ) -> _R:
+        """`step(argument)`, retried through outages of the store or of Kafka."""
+        return await self._batch_retry.call(
+            lambda: step(argument),
+            stop=stop,
+            logger=log,
+            on_retry=lambda _: self._metrics.retries.inc(),
+        )
+
+    async def _dead_letter(self, poison: list[tuple[Message, Failure]]) -> None:
         for message, error in poison:
-            headers = list(message.headers or ())
+            headers = [
+                (name, value)
+                for name, value in message.headers or ()
+                if not name.startswith("dlq.")  # a replayed dead letter fails afresh
+            ]
             headers += [
                 ("dlq.error.reason", error.reason.encode()),
                 ("dlq.error.detail", error.detail[:1000].encode()),
@@ -217,11 +309,12 @@ class Projector:
             )
             self._metrics.dead_lettered.labels(error.reason).inc()
             log.warning(
-                "dead-lettered %s[%d]@%d: %s",
+                "dead-lettered %s[%d]@%d: %s: %s",
                 message.topic,
                 message.partition,
                 message.offset,
-                error,
+                error.reason,
+                error.detail,
             )
 
     async def _commit(self, batch: Batch) -> None:
