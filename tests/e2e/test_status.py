@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -38,3 +41,33 @@ def test_status_reports_every_figure(client: httpx.Client, infra: Infra) -> None
     text = catalogctl(infra, "status").stdout
     assert "relays: 1 leader(s)" in text
     assert "commit-to-view p50" in text
+
+
+def test_the_services_log_json_lines_joined_by_trace_and_correlation_id(
+    client: httpx.Client, infra: Infra
+) -> None:
+    if infra.stack_dir is None:
+        pytest.skip("TEST_INFRA=external: the services' logs are elsewhere")
+    trace = uuid.uuid4().hex
+    correlation = f"corr-{uuid.uuid4().hex[:8]}"
+    headers = {"traceparent": f"00-{trace}-00f067aa0ba902b7-01", "X-Correlation-Id": correlation}
+    body = {"name": "Logged", "category": "logs", "price": "1", "stock": 1}
+    created = client.post("/api/v1/products", json=body, headers=headers)
+    assert created.status_code == 201
+    logs = Path(infra.stack_dir) / "logs"
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [
+            json.loads(line)
+            for name in ("command.log", "command-2.log")
+            if (logs / name).exists()
+            for line in (logs / name).read_text(errors="replace").splitlines()
+            if trace in line
+        ]
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    [line] = lines
+    assert (line["service"], line["logger"], line["status"]) == ("command-service", "access", 201)
+    assert (line["trace_id"], line["correlation_id"]) == (trace, correlation)
+    assert (line["method"], line["path"]) == ("POST", "/api/v1/products")

@@ -10,7 +10,8 @@ from pathlib import Path
 import uvloop
 
 from command_service.settings import CommandSettings
-from service_runtime.serving import configure_logging, serve
+from service_runtime.logs import configure_logging
+from service_runtime.serving import serve
 
 log = logging.getLogger("command_service")
 
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"DEV_TOKEN={ensure_dev_credentials(args.directory)}", flush=True)
         return
 
-    configure_logging()
+    configure_logging("command-service")
     settings = CommandSettings()
     if args.command == "serve":
         from command_service.bootstrap import create_app

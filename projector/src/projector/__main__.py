@@ -7,7 +7,7 @@ import argparse
 import uvloop
 
 from projector.settings import ProjectorSettings
-from service_runtime.serving import configure_logging
+from service_runtime.logs import configure_logging
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
         help="wait this long after the switch before dropping the old generation",
     )
     args = parser.parse_args(argv)
-    configure_logging()
+    configure_logging("projector")
     if args.command == "run":
         from projector.bootstrap import run_projector
 

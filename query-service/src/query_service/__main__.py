@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from query_service.settings import QuerySettings
-from service_runtime.serving import configure_logging, serve
+from service_runtime.logs import configure_logging
+from service_runtime.serving import serve
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -14,7 +15,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="serve the query HTTP API")
     args = parser.parse_args(argv)
-    configure_logging()
+    configure_logging("query-service")
     if args.command == "serve":
         from query_service.bootstrap import create_app
 

@@ -1,8 +1,10 @@
-"""ASGI middleware of the command API: request body limit and HTTP metrics."""
+"""ASGI middleware of the HTTP services: request body limit, HTTP metrics, access log."""
 
 from __future__ import annotations
 
+import logging
 import time
+import uuid
 from typing import Any
 
 import orjson
@@ -10,6 +12,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from catalog_contracts.problems import PROBLEM_CONTENT_TYPE, problem
+from service_runtime.logs import bind_request, trace_id
+
+access = logging.getLogger("access")
 
 
 class BodyTooLarge(Exception):
@@ -113,6 +118,19 @@ class MetricsMiddleware:
             return
         start = time.perf_counter()
         status = 500
+        headers = {
+            name.decode(): value.decode("latin-1")
+            for name, value in scope["headers"]
+            if name in (b"traceparent", b"x-correlation-id", b"x-request-id")
+        }
+        # The same ids on every log line of this request; the command service's events carry
+        # the same correlation id (command_service.api.routes.get_context reads it back).
+        bind_request(
+            trace_id=trace_id(headers.get("traceparent")),
+            correlation_id=headers.get("x-correlation-id")
+            or headers.get("x-request-id")
+            or uuid.uuid4().hex,
+        )
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -127,5 +145,23 @@ class MetricsMiddleware:
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"]
             m = self.metrics
+            took = time.perf_counter() - start
             m.requests.labels(m.service, method, template, str(status)).inc()
-            m.latency.labels(m.service, method, template).observe(time.perf_counter() - start)
+            m.latency.labels(m.service, method, template).observe(took)
+            if access.isEnabledFor(logging.INFO):
+                path = scope["path"]
+                access.info(
+                    "%s %s %d %.1fms",
+                    method,
+                    path,
+                    status,
+                    took * 1000,
+                    extra={
+                        "fields": {
+                            "method": method,
+                            "path": path,
+                            "status": status,
+                            "duration_ms": round(took * 1000, 2),
+                        }
+                    },
+                )

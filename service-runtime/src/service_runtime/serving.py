@@ -1,25 +1,9 @@
-"""Logging set-up and the uvicorn runner shared by the HTTP services."""
+"""The uvicorn runner shared by the HTTP services (their logging: service_runtime.logs)."""
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
-
 import uvicorn
 from fastapi import FastAPI
-
-
-def configure_logging(level: str | None = None) -> None:
-    """One line per record on stderr, level from LOG_LEVEL."""
-    logging.basicConfig(
-        level=(level or os.environ.get("LOG_LEVEL", "INFO")).upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
-    # aiokafka logs every reconnect attempt at ERROR; its retries are expected during outages.
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
 
 
 def serve(app: FastAPI, *, host: str, port: int) -> None:

@@ -38,6 +38,7 @@ from command_service.handlers import (
     SubmitReview,
     UpdateDetails,
 )
+from service_runtime.logs import bound
 
 router = APIRouter(prefix="/api/v1", tags=["commands"])
 
@@ -68,7 +69,7 @@ async def get_context(
         match = _ETAG.match(if_match)
         expected = int(match[1]) if match else _UNMATCHABLE
     return RequestContext(
-        correlation_id=x_correlation_id or x_request_id or str(uuid4()),
+        correlation_id=x_correlation_id or x_request_id or bound("correlation_id") or str(uuid4()),
         causation_id=x_causation_id,
         traceparent=traceparent,
         expected_version=expected,
