@@ -32,6 +32,7 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 T = TypeVar("T")
+JsonFlag = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
 def run(step: Callable[[], T]) -> T:
@@ -97,9 +98,7 @@ def reconcile(
 
 
 @app.command()
-def status(
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
-) -> None:
+def status(as_json: JsonFlag = False) -> None:
     """Relay leaders and shards, outbox backlog, lag per partition, dead letters, categories
     staleness and commit-to-view p50/p99."""
     from catalogctl.status import status as gather
@@ -161,7 +160,6 @@ dlq_app = typer.Typer(
 )
 app.add_typer(dlq_app, name="dlq")
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 TopicOption = Annotated[
     str | None,
     typer.Option("--topic", help="the source or dead-letter topic, when an offset is in both"),

@@ -79,22 +79,25 @@ def _number(text: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-async def partitions_of(bootstrap: str, topic: str) -> list[int]:
-    """The partitions of `topic` ([] when it does not exist)."""
+async def partitions_of(bootstrap: str, topics: Iterable[str]) -> dict[str, list[int]]:
+    """The partitions of each topic ([] for one that does not exist), by one admin client."""
+    wanted = list(topics)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        if topic not in await admin.list_topics():
-            return []
-        [description] = await admin.describe_topics([topic])
-        return sorted(p["partition"] for p in description["partitions"])
+        existing = [topic for topic in wanted if topic in set(await admin.list_topics())]
+        found = {
+            description["topic"]: sorted(p["partition"] for p in description["partitions"])
+            for description in (await admin.describe_topics(existing) if existing else [])
+        }
     finally:
         await admin.close()
+    return {topic: found.get(topic, []) for topic in wanted}
 
 
 async def _read_all(bootstrap: str, topic: str) -> list[Any]:
     """Every record of a topic, from its first offset to its end when read."""
-    partitions = await partitions_of(bootstrap, topic)
+    partitions = (await partitions_of(bootstrap, [topic]))[topic]
     if not partitions:
         return []
     consumer = AIOKafkaConsumer(

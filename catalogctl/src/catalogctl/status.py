@@ -72,7 +72,7 @@ async def kafka_figures(
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """The group's lag per topic and partition, and the dead letters per dead-letter topic."""
     dead = [dead_letter_topic(topic) for topic in topics]
-    partitions = {topic: await partitions_of(bootstrap, topic) for topic in (*topics, *dead)}
+    partitions = await partitions_of(bootstrap, [*topics, *dead])
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await admin.start()
