@@ -83,6 +83,9 @@ def _stack_environ() -> dict[str, str]:
     env.pop("STACK_FAULT_INJECTION", None)
     # The bench fires thousands of commands a second from one address: no gateway rate limit.
     env.update(STACK_GATEWAY_COMMAND_RATE="1000000", STACK_GATEWAY_COMMAND_BURST="1000000")
+    # Traced as a production deployment would be: one new trace in a hundred is kept (the
+    # others still pay for their non-recording spans); BENCH_TRACE_SAMPLE_RATIO changes it.
+    env["STACK_TRACE_SAMPLE_RATIO"] = os.environ.get("BENCH_TRACE_SAMPLE_RATIO", "0.01")
     for variable in (  # a shell that sourced another stack's stack.env must not leak it in
         "DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL",
         "STACK_DATABASE_URL", "STACK_KAFKA_BOOTSTRAP_SERVERS", "STACK_MONGODB_URL",

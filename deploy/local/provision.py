@@ -19,6 +19,9 @@ from stack_engine import StackError, run, say
 LOCAL = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("CATALOG_CACHE_DIR", Path.home() / ".cache" / "catalog-cqrs"))
 TOXIPROXY_VERSION = "v2.12.0"
+# The Go module versions of Prometheus 3.x are v0.3xx.y.
+PROMETHEUS_VERSION = "v0.316.0"
+JAEGER_PACKAGE = "github.com/jaegertracing/jaeger/cmd/jaeger"
 
 
 # --------------------------------------------------------------------------- Debian
@@ -189,6 +192,80 @@ def build_toxiproxy() -> None:
         quiet=True,
     )
     (gobin / "server").rename(binary)
+    gobin.rmdir()
+
+
+def jaeger_binary() -> Path:
+    """Where Jaeger (v2, all-in-one) of the pinned tool module is built."""
+    source = LOCAL / "jaeger"
+    digest = hashlib.sha256()
+    for name in ("go.mod", "go.sum"):
+        digest.update((source / name).read_bytes())
+    return CACHE / "jaeger" / digest.hexdigest()[:16] / "jaeger"
+
+
+def build_jaeger() -> None:
+    """Jaeger, built from the Go module proxy through our tool module.
+
+    `go install ...@version` refuses Jaeger's module (its go.mod has replace directives), so
+    `deploy/local/jaeger` pins it with a `tool` directive and `go build` builds that package.
+    """
+    binary = jaeger_binary()
+    if binary.exists():
+        return
+    go = _go()
+    if go is None:
+        raise StackError("Go is needed to build Jaeger; install Go 1.24 or newer")
+    say("building Jaeger (first time only: several minutes on an empty Go cache)")
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    partial = binary.with_suffix(".partial")
+    run(
+        [go, "build", "-trimpath", "-o", str(partial), JAEGER_PACKAGE],
+        env={**os.environ, "GOFLAGS": "-mod=mod"},
+        cwd=LOCAL / "jaeger",
+        quiet=True,
+    )
+    partial.rename(binary)
+
+
+def prometheus_dir() -> Path:
+    """Where `prometheus` and `promtool` of PROMETHEUS_VERSION are built."""
+    return CACHE / "prometheus" / PROMETHEUS_VERSION
+
+
+def promtool_binary() -> Path:
+    """promtool, the rules' checker and unit-test runner."""
+    return prometheus_dir() / "promtool"
+
+
+def prometheus_binary() -> Path:
+    """The Prometheus server."""
+    return prometheus_dir() / "prometheus"
+
+
+def build_prometheus() -> None:
+    """The Prometheus server and promtool, built with `go install` from the Go module proxy."""
+    if prometheus_binary().exists() and promtool_binary().exists():
+        return
+    go = _go()
+    if go is None:
+        raise StackError("Go is needed to build Prometheus; install Go 1.24 or newer")
+    say(f"building Prometheus {PROMETHEUS_VERSION} (first time only: several minutes)")
+    gobin = prometheus_dir() / "tmp"
+    shutil.rmtree(gobin, ignore_errors=True)
+    module = "github.com/prometheus/prometheus/cmd"
+    run(
+        [
+            go,
+            "install",
+            f"{module}/prometheus@{PROMETHEUS_VERSION}",
+            f"{module}/promtool@{PROMETHEUS_VERSION}",
+        ],
+        env={**os.environ, "GOBIN": str(gobin), "GOFLAGS": "-mod=mod"},
+        quiet=True,
+    )
+    for name in ("promtool", "prometheus"):  # the server last: its presence says "built"
+        (gobin / name).rename(prometheus_dir() / name)
     gobin.rmdir()
 
 

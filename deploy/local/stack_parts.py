@@ -366,6 +366,7 @@ def services_env(stack: Stack) -> dict[str, str]:
         "PROJECTOR_METRICS_PORT": str(stack.ports["projector_metrics"]),
         "COMMAND_TOPIC_PARTITIONS": topic_partitions(stack),
         "COMMAND_POOL_MAX_SIZE": str(COMMAND_POOL_PER_INSTANCE),
+        **tracing_env(stack),
     }
     if crash_points(stack):
         env["CATALOG_FAULT_DIR"] = str(stack.run_dir / "fault-triggers")
@@ -515,6 +516,117 @@ def wait_for_routing(stack: Stack) -> None:
     )
 
 
+# --------------------------------------------------------------------------- observability
+
+# Where Prometheus finds the alert rules it evaluates (the Kubernetes PrometheusRule holds the
+# same groups).
+ALERT_RULES = REPO / "deploy" / "observability" / "prometheus" / "rules.yaml"
+
+
+def trace_sample_ratio(stack: Stack) -> str:
+    """The share of new traces kept (STACK_TRACE_SAMPLE_RATIO, every one by default)."""
+    value = stack.environ.get("STACK_TRACE_SAMPLE_RATIO") or "1"
+    try:
+        ratio = float(value)
+    except ValueError:
+        ratio = -1.0
+    if not 0.0 <= ratio <= 1.0:
+        raise StackError(f"STACK_TRACE_SAMPLE_RATIO must be between 0 and 1, not {value!r}")
+    return value
+
+
+def tracing_env(stack: Stack) -> dict[str, str]:
+    """What makes a service export its spans to this stack's Jaeger (service_runtime.telemetry)."""
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": stack.url("jaeger_otlp"),
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": trace_sample_ratio(stack),
+        # Spans reach Jaeger within a second of their end rather than the default five.
+        "OTEL_BSP_SCHEDULE_DELAY": "500",
+    }
+
+
+def prepare_jaeger(stack: Stack) -> None:
+    """Jaeger built, and its configuration: in-memory storage, OTLP over HTTP, the query API,
+    every port loopback and our own (its defaults bind every interface on well-known ports)."""
+    provision.build_jaeger()
+    loopback = "127.0.0.1:{}".format
+    config = {
+        "service": {
+            "extensions": ["jaeger_storage", "jaeger_query"],
+            "pipelines": {
+                "traces": {
+                    "receivers": ["otlp"],
+                    "processors": ["batch"],
+                    "exporters": ["jaeger_storage_exporter"],
+                }
+            },
+            "telemetry": {
+                "resource": {"service.name": "jaeger"},
+                "metrics": {
+                    "level": "basic",
+                    "readers": [
+                        {
+                            "pull": {
+                                "exporter": {
+                                    "prometheus": {
+                                        "host": "127.0.0.1",
+                                        "port": stack.ports["jaeger_metrics"],
+                                    }
+                                }
+                            }
+                        }
+                    ],
+                },
+                "logs": {"level": "warn"},
+            },
+        },
+        "extensions": {
+            "jaeger_storage": {"backends": {"memory": {"memory": {"max_traces": 100_000}}}},
+            "jaeger_query": {
+                "storage": {"traces": "memory"},
+                "http": {"endpoint": loopback(stack.ports["jaeger"])},
+                "grpc": {"endpoint": loopback(stack.ports["jaeger_grpc"])},
+            },
+        },
+        "receivers": {
+            "otlp": {"protocols": {"http": {"endpoint": loopback(stack.ports["jaeger_otlp"])}}}
+        },
+        "processors": {"batch": {}},
+        "exporters": {"jaeger_storage_exporter": {"trace_storage": "memory"}},
+    }
+    # JSON is YAML: the collector's configuration loader reads it as is.
+    (stack.run_dir / "jaeger.yaml").write_text(json.dumps(config, indent=2) + "\n")
+
+
+def scrape_targets(stack: Stack) -> dict[str, list[str]]:
+    """Every part that serves Prometheus metrics, by job."""
+    address = "127.0.0.1:{}".format
+    return {
+        "command": [address(stack.ports["command"]), address(stack.ports["command_2"])],
+        "relay": [address(stack.ports["relay_metrics"])],
+        "projector": [address(stack.ports["projector_metrics"])],
+        "query": [address(stack.ports["query"])],
+        "jaeger": [address(stack.ports["jaeger_metrics"])],
+        "prometheus": [address(stack.ports["prometheus"])],
+    }
+
+
+def prepare_prometheus(stack: Stack) -> None:
+    """Prometheus built, scraping every part every 5 s and evaluating the alert rules."""
+    provision.build_prometheus()
+    config = {
+        "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
+        "rule_files": [str(ALERT_RULES)],
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": targets}]}
+            for job, targets in scrape_targets(stack).items()
+        ],
+    }
+    (stack.run_dir / "prometheus.yml").write_text(json.dumps(config, indent=2) + "\n")
+    (stack.run_dir / "prometheus").mkdir(exist_ok=True)
+
+
 # --------------------------------------------------------------------------- the table
 
 # Default ports stay clear of 5432, 9092, 27017 and 8080, which a developer machine may be using,
@@ -564,6 +676,25 @@ PARTS: tuple[Part, ...] = (
         provision=prepare_ferretdb,
         exports=lambda stack: {"MONGODB_URL": mongodb_url(stack), "MONGODB_DATABASE": "catalog"},
         stopwait=15,
+    ),
+    # Before the services, so their first spans find it.
+    Part(
+        "jaeger",
+        command=lambda stack: [
+            str(provision.jaeger_binary()),
+            "--config",
+            f"file:{stack.run_dir / 'jaeger.yaml'}",
+        ],
+        health=lambda stack: http_ok(stack.url("jaeger") + "/api/services"),
+        health_timeout=60,
+        ports={
+            "jaeger": 18686,
+            "jaeger_grpc": 18685,
+            "jaeger_otlp": 18318,
+            "jaeger_metrics": 18888,
+        },
+        provision=prepare_jaeger,
+        exports=lambda stack: {"JAEGER_URL": stack.url("jaeger")},
     ),
     service(
         "command",
@@ -655,5 +786,21 @@ PARTS: tuple[Part, ...] = (
         enabled=proxied,
         provision=prepare_toxiproxy,
         exports=lambda stack: {"TOXIPROXY_URL": stack.url("toxiproxy")},
+    ),
+    Part(
+        "prometheus",
+        command=lambda stack: [
+            str(provision.prometheus_binary()),
+            f"--config.file={stack.run_dir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={stack.run_dir / 'prometheus'}",
+            "--storage.tsdb.retention.time=2d",
+            f"--web.listen-address=127.0.0.1:{stack.ports['prometheus']}",
+            "--log.level=warn",
+        ],
+        health=lambda stack: http_ok(stack.url("prometheus") + "/-/ready"),
+        health_timeout=60,
+        ports={"prometheus": 19090},
+        provision=prepare_prometheus,
+        exports=lambda stack: {"PROMETHEUS_URL": stack.url("prometheus")},
     ),
 )

@@ -12,9 +12,9 @@ from tests.deploy.schemas import SchemaCatalog
 from tests.deploy.toolchain import KUBERNETES_VERSION, Toolchain, Unobtainable, ensure_toolchain
 
 # The first run builds kustomize and downloads the CRDs (about two and a half minutes on a cold
-# machine), inside the setup of whichever test comes first: give these tests more than the
-# suite's default timeout.
-FIRST_RUN_TIMEOUT_SECONDS = 900
+# machine) and builds promtool with the Prometheus server (about ten), inside the setup of
+# whichever test comes first: give these tests more than the suite's default timeout.
+FIRST_RUN_TIMEOUT_SECONDS = 1800
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -8,9 +8,12 @@ from tests.deploy.manifests import Rendered
 from tests.deploy.netpol import Pod, allows
 
 # Where the cluster-wide parts run (README "Running on Kubernetes"): Envoy Gateway's data plane,
-# the KEDA operator (it reads the projector's consumer lag from Kafka), and anything else.
+# the KEDA operator (it reads the projector's consumer lag from Kafka), the Prometheus operator's
+# Prometheus (base/monitoring.yaml) beside other pods of its namespace, and anything else.
 GATEWAY = Pod("gateway", "envoy-gateway-system", {"app.kubernetes.io/name": "envoy"})
 KEDA = Pod("keda", "keda", {"app": "keda-operator"})
+PROMETHEUS = Pod("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"})
+GRAFANA = Pod("grafana", "monitoring", {"app.kubernetes.io/name": "grafana"})
 STRANGER = Pod("stranger", "default", {"app": "something-else"})
 KUBE_DNS = Pod("kube-dns", "kube-system", {"k8s-app": "kube-dns"})
 
@@ -47,7 +50,9 @@ def _pods(rendered: Rendered) -> dict[str, Pod]:
     )
     (mongodb,) = rendered.of_kind("MongoDBCommunity")
     pods["mongodb"] = Pod("mongodb", namespace, {"app": f"{mongodb['metadata']['name']}-svc"})
-    pods.update(gateway=GATEWAY, keda=KEDA, stranger=STRANGER)
+    pods.update(
+        gateway=GATEWAY, keda=KEDA, prometheus=PROMETHEUS, grafana=GRAFANA, stranger=STRANGER
+    )
     return pods
 
 
@@ -62,6 +67,10 @@ ALLOWED = [
     ("keda", "kafka", 9092),
     ("projector", "mongodb", 27017),
     ("query-service", "mongodb", 27017),
+    ("prometheus", "command-service", 18001),  # the metrics ports
+    ("prometheus", "query-service", 18002),
+    ("prometheus", "relay", 18011),
+    ("prometheus", "projector", 18012),
     ("postgres", "postgres", 5432),  # streaming replication
     ("kafka", "kafka", 9091),  # replication and the KRaft quorum
     ("mongodb", "mongodb", 27017),  # replica set members
@@ -87,6 +96,13 @@ DENIED = [
     ("stranger", "kafka", 9092),
     ("stranger", "mongodb", 27017),
     ("keda", "postgres", 5432),
+    ("stranger", "relay", 18011),
+    ("stranger", "projector", 18012),
+    ("grafana", "relay", 18011),
+    ("grafana", "command-service", 18001),
+    ("prometheus", "postgres", 5432),
+    ("prometheus", "kafka", 9092),
+    ("prometheus", "mongodb", 27017),
 ]
 
 

@@ -1,12 +1,13 @@
 """Pinned tools and third-party schemas the deploy tests need, fetched from package registries.
 
 Nothing here is committed: kustomize is built from its Go module, the operators' CRDs come
-from their Go modules (CloudNativePG, KEDA, Gateway API, MongoDB Community) or from Maven
-Central (Strimzi publishes its CRDs in the `tests` jar of `io.strimzi:api`), and the compose
-specification's JSON Schema from compose-go. Each lands in its own versioned directory under
-`~/.cache/catalog-cqrs/deploy-tests` (`CATALOG_CQRS_CACHE` or `XDG_CACHE_HOME` move it), written
-to a temporary directory first and renamed into place, so an interrupted run leaves no half
-cache behind. Bumping a version below fetches the new one on the next run.
+from their Go modules (CloudNativePG, KEDA, Gateway API, MongoDB Community, the Prometheus
+operator) or from Maven Central (Strimzi publishes its CRDs in the `tests` jar of
+`io.strimzi:api`), and the compose specification's JSON Schema from compose-go. Each lands in
+its own versioned directory under `~/.cache/catalog-cqrs/deploy-tests` (`CATALOG_CQRS_CACHE` or
+`XDG_CACHE_HOME` move it), written to a temporary directory first and renamed into place, so an
+interrupted run leaves no half cache behind. Bumping a version below fetches the new one on the
+next run.
 """
 
 from __future__ import annotations
@@ -106,6 +107,18 @@ CRD_SOURCES: tuple[FileSource, ...] = (
         "github.com/mongodb/mongodb-kubernetes-operator",
         "v0.13.0",
         ("config/crd/bases/*.yaml",),
+    ),
+    # Only the two kinds the manifests use (base/monitoring.yaml): the others weigh 4 MB, more
+    # than every other source here, and each run parses what is fetched. The Go module proxy
+    # serves no v0.95 of this module.
+    GoModuleFiles(
+        "prometheus-operator",
+        "github.com/prometheus-operator/prometheus-operator",
+        "v0.94.1",
+        (
+            "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml",
+            "example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml",
+        ),
     ),
 )
 COMPOSE_SPEC = GoModuleFiles(

@@ -42,8 +42,15 @@ DEFAULT_PORTS = {
     "gateway": 18080,
     "toxiproxy": 18474,
     "mongo_proxy": 17018,
+    "jaeger": 18686,
+    "jaeger_grpc": 18685,
+    "jaeger_otlp": 18318,
+    "jaeger_metrics": 18888,
+    "prometheus": 19090,
 }
 STACK_ENV_KEYS = {
+    "JAEGER_URL",
+    "PROMETHEUS_URL",
     "RELAY_METRICS_URL",
     "PROJECTOR_METRICS_URL",
     "DEV_TOKEN",
@@ -164,6 +171,7 @@ def test_each_supervised_part_is_a_program_with_its_command_and_environment(
     assert set(rendered) == {
         "postgres", "kafka", "mongo-store", "mongo",
         "command", "command-2", "relay", "projector", "query", "gateway",
+        "jaeger", "prometheus",
     }  # fmt: skip
     for p in stack.supervised():
         assert shlex.split(rendered[p.name]["command"]) == list(p.command(stack))
@@ -180,6 +188,55 @@ def test_each_supervised_part_is_a_program_with_its_command_and_environment(
     data = str(stack.run_dir / "postgres" / "data")
     assert postgres[:5] == ["/usr/lib/postgresql/17/bin/postgres", "-D", data, "-p", "15432"]
     assert rendered["postgres"]["stopsignal"] == "INT"
+
+
+def test_every_service_exports_its_spans_to_the_stacks_jaeger(tmp_path: Path) -> None:
+    stack = make_stack(tmp_path)
+    rendered = programs(stack)
+    for name in ("command", "command-2", "relay", "projector", "query"):
+        env = environment(rendered[name])
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:18318", name
+        assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio", name
+        assert env["OTEL_TRACES_SAMPLER_ARG"] == "1", name
+    sampled = make_stack(tmp_path, STACK_TRACE_SAMPLE_RATIO="0.01")
+    assert environment(programs(sampled)["relay"])["OTEL_TRACES_SAMPLER_ARG"] == "0.01"
+    for wrong in ("2", "-0.5", "some"):
+        with pytest.raises(StackError, match="STACK_TRACE_SAMPLE_RATIO"):
+            stack_parts.trace_sample_ratio(make_stack(tmp_path, STACK_TRACE_SAMPLE_RATIO=wrong))
+
+
+def test_jaeger_and_prometheus_listen_on_loopback_ports_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(provision, "build_jaeger", lambda: None)
+    monkeypatch.setattr(provision, "build_prometheus", lambda: None)
+    stack = make_stack(tmp_path)
+    stack.run_dir.mkdir(parents=True, exist_ok=True)
+    stack_parts.prepare_jaeger(stack)
+    jaeger = json.loads((stack.run_dir / "jaeger.yaml").read_text())
+    endpoints = [
+        jaeger["extensions"]["jaeger_query"]["http"]["endpoint"],
+        jaeger["extensions"]["jaeger_query"]["grpc"]["endpoint"],
+        jaeger["receivers"]["otlp"]["protocols"]["http"]["endpoint"],
+    ]
+    assert endpoints == ["127.0.0.1:18686", "127.0.0.1:18685", "127.0.0.1:18318"]
+    assert set(jaeger["receivers"]["otlp"]["protocols"]) == {"http"}
+    stack_parts.prepare_prometheus(stack)
+    prometheus = json.loads((stack.run_dir / "prometheus.yml").read_text())
+    assert prometheus["rule_files"] == [str(stack_parts.ALERT_RULES)]
+    jobs = {
+        job["job_name"]: job["static_configs"][0]["targets"] for job in prometheus["scrape_configs"]
+    }
+    assert jobs == {
+        "command": ["127.0.0.1:18001", "127.0.0.1:18003"],
+        "relay": ["127.0.0.1:18011"],
+        "projector": ["127.0.0.1:18012"],
+        "query": ["127.0.0.1:18002"],
+        "jaeger": ["127.0.0.1:18888"],
+        "prometheus": ["127.0.0.1:19090"],
+    }
+    command = programs(stack)["prometheus"]["command"]
+    assert "--web.listen-address=127.0.0.1:19090" in shlex.split(command)
 
 
 def test_postgres_runs_as_the_postgres_user_under_root(

@@ -12,6 +12,7 @@ import uvloop
 from command_service.settings import CommandSettings
 from service_runtime.logs import configure_logging
 from service_runtime.serving import serve
+from service_runtime.telemetry import configure_tracing, instrument_drivers
 
 log = logging.getLogger("command_service")
 
@@ -45,10 +46,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         from command_service.bootstrap import create_app
 
+        if configure_tracing("command-service"):
+            instrument_drivers("asyncpg")
         serve(create_app(settings), host=settings.host, port=settings.port)
     elif args.command == "relay":
         from command_service.relay.bootstrap import run_relay
 
+        configure_tracing("relay")  # its own spans; its polling queries are not worth traces
         uvloop.run(run_relay(settings))
     elif args.command == "migrate":
         from command_service.adapters.migrate import migrate

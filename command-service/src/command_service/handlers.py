@@ -6,8 +6,9 @@ the unit of work commits the row change, its outbox row and the idempotency reco
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,6 +16,7 @@ from typing import Any
 from uuid import UUID
 
 import orjson
+from opentelemetry import trace
 from uuid6 import uuid7
 
 from catalog_contracts.events import CURRENT_SCHEMA_VERSION, EVENT_MODELS, CatalogEvent
@@ -37,6 +39,9 @@ from command_service.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
+from service_runtime.telemetry import traceparent_of, tracing_enabled
+
+TRACER = trace.get_tracer("command_service")
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +179,7 @@ class CommandHandlers:
             )
             await uow.products.add(product)
             event = self._envelope(product, pending, context)
-            await uow.outbox.append(event, traceparent=context.traceparent)
+            await uow.outbox.append(event, traceparent=_traceparent(context))
             return CommandResult(_outcome("create_product", product, created=True), [event])
 
         return await self._execute("create_product", command, context, create)
@@ -204,7 +209,7 @@ class CommandHandlers:
                 raise DuplicateReview(product.id, review.author, existing.id)
             await uow.reviews.add(review)
             event = self._envelope(review, pending, context)
-            await uow.outbox.append(event, traceparent=context.traceparent)
+            await uow.outbox.append(event, traceparent=_traceparent(context))
             return CommandResult(_review_outcome("submit_review", review, created=True), [event])
 
         return await self._execute("submit_review", command, context, submit)
@@ -220,7 +225,7 @@ class CommandHandlers:
             review, pending = current.remove(reason=command.reason, now=self._clock())
             await uow.reviews.update(review)
             event = self._envelope(review, pending, context)
-            await uow.outbox.append(event, traceparent=context.traceparent)
+            await uow.outbox.append(event, traceparent=_traceparent(context))
             return CommandResult(_review_outcome("remove_review", review), [event])
 
         return await self._execute("remove_review", command, context, remove)
@@ -281,7 +286,7 @@ class CommandHandlers:
                 return CommandResult(_outcome(name, current))
             await uow.products.update(product)
             event = self._envelope(product, pending, context)
-            await uow.outbox.append(event, traceparent=context.traceparent)
+            await uow.outbox.append(event, traceparent=_traceparent(context))
             return CommandResult(_outcome(name, product), [event])
 
         return await self._execute(name, command, context, change)
@@ -295,7 +300,7 @@ class CommandHandlers:
     ) -> CommandResult:
         """Run `work` in one unit of work; with an idempotency key, a repeat replays."""
         key = context.idempotency_key
-        async with self._metrics.observe(name) as observed, self._uow() as uow:
+        async with self._metrics.observe(name) as observed, self._unit_of_work(name) as uow:
             fingerprint = request_fingerprint(command) if key is not None else ""
             if key is not None:
                 if not await uow.idempotency.try_lock(context.caller, key):
@@ -314,6 +319,16 @@ class CommandHandlers:
                 await uow.idempotency.save(context.caller, key, record, ttl=self._ttl)
             return result
 
+    @contextlib.asynccontextmanager
+    async def _unit_of_work(self, name: CommandName) -> AsyncIterator[UnitOfWork]:
+        """The command's span and, inside it, the span of its transaction."""
+        with (
+            TRACER.start_as_current_span(f"command {name}", attributes={"catalog.command": name}),
+            TRACER.start_as_current_span("transaction"),
+        ):
+            async with self._uow() as uow:
+                yield uow
+
     def _envelope(
         self, aggregate: Product | Review, pending: PendingEvent, context: RequestContext
     ) -> CatalogEvent:
@@ -331,6 +346,11 @@ class CommandHandlers:
             state=aggregate.to_state(),
         )
         return event
+
+
+def _traceparent(context: RequestContext) -> str | None:
+    """The trace the outbox row continues: this command's span, else the caller's header."""
+    return (traceparent_of() if tracing_enabled() else None) or context.traceparent
 
 
 def _check_version(context: RequestContext, aggregate_id: UUID, actual: int, *, kind: str) -> None:

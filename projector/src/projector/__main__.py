@@ -8,6 +8,7 @@ import uvloop
 
 from projector.settings import ProjectorSettings
 from service_runtime.logs import configure_logging
+from service_runtime.telemetry import configure_tracing, instrument_drivers
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "run":
         from projector.bootstrap import run_projector
 
+        if configure_tracing("projector"):
+            instrument_drivers("pymongo")
         uvloop.run(run_projector(ProjectorSettings()))
     elif args.command == "rebuild":
         from projector.rebuild import rebuild as run_rebuild

@@ -32,6 +32,7 @@ from catalog_read_models.projection import Projection
 from catalog_read_models.registry import ApplyResult
 from catalog_read_models.store import ReadModelUnavailable
 from projector.metrics import ProjectorMetrics
+from projector.tracing import applying
 from service_runtime.faults import PROJECTOR_AFTER_APPLY, crash_point, raise_injected_failure
 from service_runtime.retry import Backoff, RetryStopped
 
@@ -216,21 +217,8 @@ class Projector:
             await self._transient(self._dead_letter, batch.poison, stop=stop)
             batch.poison = []
             started = time.perf_counter()
-            try:
-                result = await self._apply_with_attempts(batch.events, stop)
-            except _StillFailing:
-                # One of the events fails whatever the store does: find it by applying them
-                # one at a time, in order (the version guards make the re-application of the
-                # others harmless).
-                result = ApplyResult()
-                for message, event in zip(batch.messages, batch.events, strict=True):
-                    try:
-                        one = await self._apply_with_attempts([event], stop)
-                        result.applied.update(one.applied)
-                        result.skipped.update(one.skipped)
-                    except _StillFailing as failing:
-                        failure = Failure("apply-failed", failing.detail)
-                        await self._transient(self._dead_letter, [(message, failure)], stop=stop)
+            with applying(batch.messages, batch.events):
+                result = await self._apply_or_isolate(batch, stop)
             self._metrics.batch_seconds.observe(time.perf_counter() - started)
         except RetryStopped:
             return False
@@ -246,6 +234,26 @@ class Projector:
         for event_type, count in result.skipped.items():
             self._metrics.skipped.labels(event_type).inc(count)
         return True
+
+    async def _apply_or_isolate(self, batch: Batch, stop: asyncio.Event) -> ApplyResult:
+        """Apply the batch; if it keeps failing, apply its events one at a time and
+        dead-letter the ones that keep failing on their own."""
+        try:
+            return await self._apply_with_attempts(batch.events, stop)
+        except _StillFailing:
+            # One of the events fails whatever the store does: find it by applying them one at
+            # a time, in order (the version guards make the re-application of the others
+            # harmless).
+            result = ApplyResult()
+            for message, event in zip(batch.messages, batch.events, strict=True):
+                try:
+                    one = await self._apply_with_attempts([event], stop)
+                    result.applied.update(one.applied)
+                    result.skipped.update(one.skipped)
+                except _StillFailing as failing:
+                    failure = Failure("apply-failed", failing.detail)
+                    await self._transient(self._dead_letter, [(message, failure)], stop=stop)
+            return result
 
     async def _apply_with_attempts(
         self, events: list[CatalogEvent], stop: asyncio.Event

@@ -7,6 +7,7 @@ import argparse
 from query_service.settings import QuerySettings
 from service_runtime.logs import configure_logging
 from service_runtime.serving import serve
+from service_runtime.telemetry import configure_tracing, instrument_drivers
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -16,6 +17,8 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("serve", help="serve the query HTTP API")
     args = parser.parse_args(argv)
     configure_logging("query-service")
+    if configure_tracing("query-service"):
+        instrument_drivers("pymongo")
     if args.command == "serve":
         from query_service.bootstrap import create_app
 

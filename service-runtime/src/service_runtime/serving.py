@@ -5,9 +5,15 @@ from __future__ import annotations
 import uvicorn
 from fastapi import FastAPI
 
+from service_runtime.telemetry import instrument_app
+
 
 def serve(app: FastAPI, *, host: str, port: int) -> None:
-    """Run an app with uvloop and httptools; uvicorn handles SIGTERM with a graceful shutdown."""
+    """Run an app with uvloop and httptools; uvicorn handles SIGTERM with a graceful shutdown.
+
+    With tracing on (service_runtime.telemetry), each request is a server span.
+    """
+    instrument_app(app)
     uvicorn.run(
         app,
         host=host,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -22,17 +23,22 @@ from typing import Any, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, StatusCode
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from command_service.adapters.postgres import OUTBOX_CHANNEL, init_connection
 from service_runtime.faults import RELAY_AFTER_ACK, crash_point
 from service_runtime.retry import Backoff, RetryStopped
+from service_runtime.telemetry import context_of, traceparent_of, tracing_enabled
 
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
 RELAY_LOCK_KEY = 0x72656C6179  # "relay"
+TRACER = trace.get_tracer("command_service.relay")
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +141,7 @@ class OutboxRelay:
         self._leadership = replace(LEADERSHIP, max_wait=config.max_backoff)
         self._publishing = replace(PUBLISHING, max_wait=config.max_backoff)
         self._unroutable: dict[str, int] = {}
+        self._traced = tracing_enabled()
         self.is_leader = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -298,15 +305,22 @@ class OutboxRelay:
         """Hand the rows to the producer in id order; the futures resolve on acknowledgement."""
         futures = []
         for row in rows:
+            topic = self._config.topics[row["aggregate_type"]]
             headers = [(name, str(value).encode()) for name, value in row["headers"].items()]
-            futures.append(
-                await producer.send(
-                    self._config.topics[row["aggregate_type"]],
-                    value=row["payload"].encode(),
-                    key=str(row["message_key"]).encode(),
-                    headers=headers,
-                )
+            span = _publish_span(row, topic) if self._traced else None
+            if span is not None:
+                # The consumer continues the trace from this span, not from the command's.
+                headers = [(name, value) for name, value in headers if name != "traceparent"]
+                headers.append(("traceparent", str(traceparent_of(span)).encode()))
+            future = await producer.send(
+                topic,
+                value=row["payload"].encode(),
+                key=str(row["message_key"]).encode(),
+                headers=headers,
             )
+            if span is not None:
+                future.add_done_callback(functools.partial(_end_publish_span, span))
+            futures.append(future)
         return futures
 
     async def _acknowledged(self, acks: list[asyncio.Future[object]]) -> None:
@@ -390,6 +404,43 @@ class OutboxRelay:
         if expired:
             log.info("purged %d expired idempotency keys", expired)
         return total
+
+
+def _publish_span(row: asyncpg.Record, topic: str) -> Span | None:
+    """The span of a row's publication: a child of the command that wrote the row (its
+    `traceparent`), started now, with how long the row waited in the outbox."""
+    parent = context_of(row["headers"].get("traceparent"))
+    if parent is None:
+        return None
+    waited = max(0.0, time.time() - row["created_at"].timestamp())
+    return TRACER.start_span(
+        f"publish {topic}",
+        context=parent,
+        kind=SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": topic,
+            "messaging.kafka.message.key": str(row["message_key"]),
+            "catalog.event_type": row["event_type"],
+            "outbox.id": row["id"],
+            "outbox.wait_ms": round(waited * 1000, 3),
+        },
+    )
+
+
+def _end_publish_span(span: Span, sent: asyncio.Future[RecordMetadata]) -> None:
+    """End a publication's span when Kafka acknowledges the message (or refuses it)."""
+    if sent.cancelled():
+        span.set_status(StatusCode.ERROR, "cancelled")
+    elif (error := sent.exception()) is not None:
+        span.record_exception(error)
+        span.set_status(StatusCode.ERROR, f"{type(error).__name__}: {error}")
+    else:
+        metadata = sent.result()
+        span.set_attribute("messaging.destination.partition.id", str(metadata.partition))
+        span.set_attribute("messaging.kafka.offset", metadata.offset)
+    span.end()
 
 
 async def _started(work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
