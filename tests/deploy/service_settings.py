@@ -8,6 +8,7 @@ from pydantic_settings import BaseSettings
 from command_service.settings import CommandSettings
 from projector.settings import ProjectorSettings
 from query_service.settings import QuerySettings
+from service_runtime import telemetry
 
 SETTINGS: dict[str, type[BaseSettings]] = {
     "command-service": CommandSettings,
@@ -17,7 +18,8 @@ SETTINGS: dict[str, type[BaseSettings]] = {
 
 
 def accepted_variables(image: str) -> set[str]:
-    """Environment variable names the settings of `image` (catalog-cqrs/<image>) read."""
+    """Environment variable names the settings of `image` (catalog-cqrs/<image>) read, and the
+    OpenTelemetry SDK's every service reads."""
     settings = SETTINGS[image]
     prefix = str(settings.model_config.get("env_prefix", ""))
     names: set[str] = set()
@@ -29,7 +31,7 @@ def accepted_variables(image: str) -> set[str]:
             names.add(alias)
         else:
             names.add(f"{prefix}{name}")
-    return {name.upper() for name in names}
+    return {name.upper() for name in names} | telemetry.ENVIRONMENT
 
 
 def default(image: str, field: str) -> object:

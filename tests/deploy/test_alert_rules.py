@@ -111,6 +111,8 @@ def test_every_alert_has_a_severity_a_for_and_a_runbook(alert: dict[str, Any]) -
     assert annotations["summary"]
     assert annotations["description"]
     assert annotations["runbook_url"] == f"README.md#runbook-{alert['alert'].lower()}"
+    # The heading GitHub turns into that anchor.
+    assert f"\n### Runbook: {alert['alert']}\n" in (REPO / "README.md").read_text()
 
 
 def test_alert_names_are_unique() -> None:

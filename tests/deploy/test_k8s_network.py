@@ -14,6 +14,9 @@ GATEWAY = Pod("gateway", "envoy-gateway-system", {"app.kubernetes.io/name": "env
 KEDA = Pod("keda", "keda", {"app": "keda-operator"})
 PROMETHEUS = Pod("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"})
 GRAFANA = Pod("grafana", "monitoring", {"app.kubernetes.io/name": "grafana"})
+COLLECTOR = Pod(
+    "otel-collector", "monitoring", {"app.kubernetes.io/name": "opentelemetry-collector"}
+)
 STRANGER = Pod("stranger", "default", {"app": "something-else"})
 KUBE_DNS = Pod("kube-dns", "kube-system", {"k8s-app": "kube-dns"})
 
@@ -51,7 +54,12 @@ def _pods(rendered: Rendered) -> dict[str, Pod]:
     (mongodb,) = rendered.of_kind("MongoDBCommunity")
     pods["mongodb"] = Pod("mongodb", namespace, {"app": f"{mongodb['metadata']['name']}-svc"})
     pods.update(
-        gateway=GATEWAY, keda=KEDA, prometheus=PROMETHEUS, grafana=GRAFANA, stranger=STRANGER
+        gateway=GATEWAY,
+        keda=KEDA,
+        prometheus=PROMETHEUS,
+        grafana=GRAFANA,
+        collector=COLLECTOR,
+        stranger=STRANGER,
     )
     return pods
 
@@ -71,6 +79,10 @@ ALLOWED = [
     ("prometheus", "query-service", 18002),
     ("prometheus", "relay", 18011),
     ("prometheus", "projector", 18012),
+    ("command-service", "collector", 4318),  # spans, OTLP over HTTP
+    ("relay", "collector", 4318),
+    ("projector", "collector", 4318),
+    ("query-service", "collector", 4318),
     ("postgres", "postgres", 5432),  # streaming replication
     ("kafka", "kafka", 9091),  # replication and the KRaft quorum
     ("mongodb", "mongodb", 27017),  # replica set members
@@ -103,6 +115,9 @@ DENIED = [
     ("prometheus", "postgres", 5432),
     ("prometheus", "kafka", 9092),
     ("prometheus", "mongodb", 27017),
+    ("catalog-migrate", "collector", 4318),
+    ("command-service", "collector", 4317),
+    ("command-service", "grafana", 4318),
 ]
 
 

@@ -31,6 +31,23 @@ from opentelemetry.util.types import Attributes
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+# The OpenTelemetry variables a service reads (the SDK's own, and those this module checks).
+ENVIRONMENT = frozenset(
+    {
+        "OTEL_SDK_DISABLED",
+        "OTEL_SERVICE_NAME",
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+        "OTEL_TRACES_SAMPLER",
+        "OTEL_TRACES_SAMPLER_ARG",
+        "OTEL_BSP_SCHEDULE_DELAY",
+        "OTEL_BSP_MAX_QUEUE_SIZE",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    }
+)
 _PROPAGATOR = TraceContextTextMapPropagator()
 _enabled = False
 
