@@ -61,3 +61,20 @@ def test_a_missing_key_is_one_line_and_exit_status_2(tmp_path: Path) -> None:
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("catalogctl: cannot read a signing key from ")
     assert "Traceback" not in done.stderr
+
+
+def test_rebuild_of_an_unknown_or_unsafe_read_model_is_one_line_and_exit_status_2() -> None:
+    unknown = catalogctl({}, "rebuild", "products")
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().splitlines() == [
+        "catalogctl: no read model 'products': give one of reviews, product_list,"
+        " product_detail, categories (or none for all)"
+    ]
+    refused = catalogctl({}, "rebuild", "reviews")
+    assert refused.returncode == 2
+    [line] = refused.stderr.strip().splitlines()
+    assert line.startswith("catalogctl: reviews cannot be rebuilt alone: ")
+    missing = catalogctl({}, "rebuild", "product_list")
+    assert missing.returncode == 2
+    [line] = missing.stderr.strip().splitlines()
+    assert line.startswith("catalogctl: KAFKA_BOOTSTRAP_SERVERS and MONGODB_URL not set")

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
@@ -40,10 +42,13 @@ def run(step: Callable[[], T]) -> T:
     try:
         return step()
     except (ValueError, OSError, ConnectionError, TimeoutError) as exc:
-        err.print(f"[red]catalogctl: {exc}[/red]")
+        err.print(f"[red]catalogctl: {escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
     except Exception as exc:  # a driver's own error (asyncpg, pymongo): still one line
-        err.print(f"[red]catalogctl: {type(exc).__name__}: {exc}[/red]")
+        text = str(exc)
+        if not text.startswith(type(exc).__name__):
+            text = f"{type(exc).__name__}: {text}"
+        err.print(f"[red]catalogctl: {escape(text)}[/red]")
         raise typer.Exit(2) from None
 
 
@@ -91,10 +96,62 @@ def reconcile(
                 settings.mongodb_database,
                 repair,
                 out,
+                err,
             )
         )
     )
     raise typer.Exit(0 if consistent else 1)
+
+
+@app.command()
+def rebuild(
+    read_model: Annotated[
+        str | None,
+        typer.Argument(
+            help="rebuild this read model alone (product_list, product_detail, categories);"
+            " every one without it",
+            show_default=False,
+        ),
+    ] = None,
+    grace_seconds: Annotated[
+        float,
+        typer.Option(
+            "--grace-seconds",
+            min=0,
+            help="wait this long after the switch before dropping the old collections",
+        ),
+    ] = 3.0,
+) -> None:
+    """Blue/green rebuild: replay the topics into new collections while the live projection
+    keeps running, switch readers to them, then drop the old ones."""
+    from catalog_read_models.rebuild import RebuildError, rebuildable
+    from catalogctl.rebuild import run_rebuild
+
+    def checked(step: Callable[[], T]) -> T:
+        try:
+            return step()
+        except RebuildError as exc:
+            raise ValueError(str(exc)) from None
+
+    run(lambda: checked(lambda: rebuildable(read_model)))
+    settings = run(CatalogSettings.load)
+    run(lambda: settings.require("kafka_bootstrap_servers", "mongodb_url"))
+    run(
+        lambda: checked(
+            lambda: asyncio.run(
+                run_rebuild(
+                    settings.mongodb_url or "",
+                    settings.mongodb_database,
+                    settings.kafka_bootstrap_servers or "",
+                    settings.topics,
+                    read_model,
+                    grace_seconds,
+                    out,
+                    err,
+                )
+            )
+        )
+    )
 
 
 @app.command()
@@ -260,6 +317,9 @@ def dlq_replay(
 
 def main() -> None:
     """Entry point."""
+    # Drivers log what they retry (aiokafka's failed connections, say) to stderr, where an
+    # operator expects one line per failure: the error this tool reports itself.
+    logging.basicConfig(level=logging.CRITICAL, format="catalogctl: %(name)s: %(message)s")
     app()
 
 

@@ -24,6 +24,8 @@ from catalog_read_models.ratings import STARS, Figures
 from catalog_read_models.registry import Comparison, WriteModel, registry
 
 Progress = Callable[[str], None]
+# Told the name of each step done: "write model", then each read model compared.
+Steps = Callable[[str], None]
 
 PRODUCTS = """
 SELECT id, name, description, category, price, stock, status, version, created_at, updated_at
@@ -123,17 +125,20 @@ async def compare(
     db: AsyncDatabase[dict[str, Any]],
     *,
     progress: Progress = lambda _: None,
+    step: Steps = lambda _: None,
 ) -> Reconciliation:
     """Compare every read model of the registry with the write model."""
     generation = await live_generation(db)()
     write = await read_write_model(conn)
+    step("write model")
     progress(
         f"write model: {len(write.products):,} products, {len(write.reviews):,} reviews;"
-        f" comparing generation {generation.name}"
+        f" comparing generation {generation.label}"
     )
     result = Reconciliation(generation, write)
     for model in registry():
         comparison = await model.compare(write, db, generation)
         result.comparisons.append(comparison)
+        step(model.name)
         progress(comparison.summary())
     return result

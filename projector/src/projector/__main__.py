@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> None:
         "rebuild", help="replay both topics into a new generation of read models and switch to it"
     )
     rebuild.add_argument(
+        "read_model", nargs="?", help="rebuild this read model alone (default: every one)"
+    )
+    rebuild.add_argument(
         "--grace-seconds",
         type=float,
         default=3.0,
@@ -34,15 +37,20 @@ def main(argv: list[str] | None = None) -> None:
             instrument_drivers("pymongo")
         uvloop.run(run_projector(ProjectorSettings()))
     elif args.command == "rebuild":
+        from catalog_read_models.rebuild import RebuildError
         from projector.rebuild import rebuild as run_rebuild
 
-        uvloop.run(
-            run_rebuild(
-                ProjectorSettings(),
-                progress=lambda line: print(line, flush=True),
-                grace_seconds=args.grace_seconds,
+        try:
+            uvloop.run(
+                run_rebuild(
+                    ProjectorSettings(),
+                    progress=lambda line: print(line, flush=True),
+                    grace_seconds=args.grace_seconds,
+                    read_model=args.read_model,
+                )
             )
-        )
+        except RebuildError as exc:
+            parser.exit(2, f"projector rebuild: {exc}\n")
 
 
 if __name__ == "__main__":

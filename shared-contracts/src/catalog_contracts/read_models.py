@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import Field
@@ -176,15 +176,40 @@ GENERATION_COLLECTIONS = (
 
 @dataclass(frozen=True, slots=True)
 class Generation:
-    """One set of read-model collections: logical name -> the collection that holds it."""
+    """One set of read-model collections: logical name -> the collection that holds it.
+
+    `collections` is what readers resolve through. A read model rebuilt on its own since the
+    generation `name` was written has its collections from another generation: `models` says
+    which (read model -> generation name), for operators and for the next rebuild; its
+    collections are in `collections` like every other one.
+    """
 
     name: str
     collections: Mapping[str, str]
+    models: Mapping[str, str] = field(default_factory=dict)
 
     def collection(self, logical: str) -> str:
         """The physical name of a read model's collection in this generation."""
         default = logical if self.name == "base" else f"{logical}_{self.name}"
         return self.collections.get(logical, default)
+
+    def generation_of(self, read_model: str) -> str:
+        """The name of the generation a read model's collections come from."""
+        return self.models.get(read_model, self.name)
+
+    @property
+    def label(self) -> str:
+        """The generation's name, and the read models rebuilt apart from it."""
+        if not self.models:
+            return self.name
+        apart = ", ".join(f"{model}: {name}" for model, name in sorted(self.models.items()))
+        return f"{self.name} ({apart})"
+
+    def with_read_model(self, read_model: str, logical: Iterable[str], name: str) -> Generation:
+        """This generation with one read model's collections taken from generation `name`."""
+        collections = {each: self.collection(each) for each in GENERATION_COLLECTIONS}
+        collections.update({each: f"{each}_{name}" for each in logical})
+        return Generation(self.name, collections, {**self.models, read_model: name})
 
 
 BASE_GENERATION = Generation("base", {name: name for name in GENERATION_COLLECTIONS})
@@ -195,12 +220,13 @@ def generation_named(name: str) -> Generation:
     return Generation(name, {logical: f"{logical}_{name}" for logical in GENERATION_COLLECTIONS})
 
 
-def generation_from_pointer(pointer: dict[str, Any] | None) -> Generation:
+def generation_from_pointer(pointer: Mapping[str, Any] | None) -> Generation:
     """The generation a pointer document names (no pointer: the base collections)."""
     if not pointer:
         return BASE_GENERATION
     if "collections" in pointer:
-        return Generation(pointer["name"], dict(pointer["collections"]))
+        models = dict(pointer.get("models") or {})
+        return Generation(pointer["name"], dict(pointer["collections"]), models)
     # A pointer written before generations named their collections in a map.
     return Generation(
         pointer["name"],
@@ -210,8 +236,11 @@ def generation_from_pointer(pointer: dict[str, Any] | None) -> Generation:
 
 def pointer_document(generation: Generation) -> dict[str, Any]:
     """The pointer document that makes `generation` the live one."""
-    return {
+    document = {
         "_id": GENERATION_POINTER_ID,
         "name": generation.name,
         "collections": dict(generation.collections),
     }
+    if generation.models:
+        document["models"] = dict(generation.models)
+    return document
