@@ -167,7 +167,7 @@ class Stack:
 
     def processes(self, name: str) -> tuple[str, ...]:
         """The programs `stackctl ACTION name` acts on."""
-        return (name, *(part.name for part in self.parts if part.replica_of == name))
+        return (name, *(part.name for part in self.active() if part.replica_of == name))
 
     def env(self) -> dict[str, str]:
         """stack.env: how clients reach this stack."""

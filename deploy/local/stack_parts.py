@@ -390,6 +390,7 @@ def service(
     exports: Callable[[Stack], Mapping[str, str]] = lambda stack: {},
     provision: Callable[[Stack], None] = lambda stack: None,
     replica_of: str | None = None,
+    enabled: Callable[[Stack], bool] = lambda stack: True,
 ) -> Part:
     """A service of the workspace run from its virtualenv, healthy when `probe` answers 200."""
     executable, *args = cli.split()
@@ -405,6 +406,7 @@ def service(
         provision=lambda stack: prepare_service(stack, provision),
         stopwait=15,
         replica_of=replica_of,
+        enabled=enabled,
     )
 
 
@@ -413,6 +415,54 @@ def projector_env(stack: Stack) -> dict[str, str]:
     if proxied(stack):
         return {"MONGODB_URL": f"mongodb://127.0.0.1:{stack.ports['mongo_proxy']}/"}
     return {}
+
+
+# --------------------------------------------------------------------------- relays
+
+# `make up` runs STACK_RELAYS relays (2 by default, so the shards' hand-over between relays is
+# exercised every day), named relay, relay-2, ...; `stackctl stop relay` stops every one.
+RELAYS_DEFAULT = 2
+MAX_RELAYS = 4
+
+
+def relay_count(stack: Stack) -> int:
+    """How many relays this stack runs."""
+    value = stack.environ.get("STACK_RELAYS") or str(RELAYS_DEFAULT)
+    if not value.isdigit() or not 1 <= int(value) <= MAX_RELAYS:
+        raise StackError(
+            f"STACK_RELAYS must be a whole number from 1 to {MAX_RELAYS}, not {value!r}"
+        )
+    return int(value)
+
+
+def relay_metrics_port(number: int) -> tuple[str, int]:
+    """The port key and default port of relay `number`'s metrics (relay 1: 18011)."""
+    if number == 1:
+        return "relay_metrics", 18011
+    return f"relay_{number}_metrics", 18011 + number
+
+
+def relay(number: int) -> Part:
+    """Relay `number` of the stack (1 is `relay`, then `relay-2`, ...)."""
+    port_key, default_port = relay_metrics_port(number)
+    return service(
+        "relay" if number == 1 else f"relay-{number}",
+        "command-service relay",
+        port=(port_key, default_port),
+        probe="/metrics",
+        needs=("postgres", "kafka"),
+        env=lambda stack: {
+            "COMMAND_RELAY_DATABASE_URL": role_url(stack, RELAY_ROLE),
+            "COMMAND_RELAY_METRICS_PORT": str(stack.ports[port_key]),
+        },
+        exports=(
+            (lambda stack: {"RELAY_METRICS_URL": stack.url("relay_metrics") + "/metrics"})
+            if number == 1
+            else (lambda stack: {})
+        ),
+        replica_of=None if number == 1 else "relay",
+        enabled=lambda stack: relay_count(stack) >= number,
+    )
 
 
 # --------------------------------------------------------------------------- tokens
@@ -604,7 +654,10 @@ def scrape_targets(stack: Stack) -> dict[str, list[str]]:
     address = "127.0.0.1:{}".format
     return {
         "command": [address(stack.ports["command"]), address(stack.ports["command_2"])],
-        "relay": [address(stack.ports["relay_metrics"])],
+        "relay": [
+            address(stack.ports[relay_metrics_port(number)[0]])
+            for number in range(1, relay_count(stack) + 1)
+        ],
         "projector": [address(stack.ports["projector_metrics"])],
         "query": [address(stack.ports["query"])],
         "jaeger": [address(stack.ports["jaeger_metrics"])],
@@ -715,15 +768,7 @@ PARTS: tuple[Part, ...] = (
         env=lambda stack: command_env(stack, "command_2"),
         replica_of="command",
     ),
-    service(
-        "relay",
-        "command-service relay",
-        port=("relay_metrics", 18011),
-        probe="/metrics",
-        needs=("postgres", "kafka"),
-        env=lambda stack: {"COMMAND_RELAY_DATABASE_URL": role_url(stack, RELAY_ROLE)},
-        exports=lambda stack: {"RELAY_METRICS_URL": stack.url("relay_metrics") + "/metrics"},
-    ),
+    *(relay(number) for number in range(1, MAX_RELAYS + 1)),
     service(
         "projector",
         "projector run",

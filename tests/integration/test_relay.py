@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -18,7 +19,7 @@ from tenacity import AsyncRetrying, stop_after_delay, wait_fixed
 
 from catalog_contracts.codec import decode_event
 from catalog_contracts.events import REVIEWS_TOPIC
-from command_service.adapters.postgres import UnitOfWorkFactory
+from command_service.adapters.postgres import UnitOfWorkFactory, init_connection
 from command_service.handlers import (
     AdjustStock,
     ChangePrice,
@@ -138,6 +139,57 @@ async def test_relay_publishes_every_event_in_order_keyed_by_product(
     assert all(versions == [1, 2, 3] for versions in per_product.values())
     async with pg_pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
+
+
+async def test_a_products_rows_share_one_shard_and_products_spread_over_all(
+    pg_pool: asyncpg.Pool,
+) -> None:
+    handlers = CommandHandlers(UnitOfWorkFactory(pg_pool))
+    created = await handlers.create_product(
+        CreateProduct(name="sharded", description=None, category="c", price="1.00", stock=10),
+        RequestContext(),
+    )
+    product_id = created.outcome.aggregate_id
+    await handlers.adjust_stock(AdjustStock(product_id, -1), RequestContext())
+    async with pg_pool.acquire() as conn:
+        assert await conn.fetchval("SELECT outbox_shards()") == 16
+        shards = await conn.fetch("SELECT shard FROM outbox WHERE aggregate_id = $1", product_id)
+        assert len(shards) == 2
+        assert {row["shard"] for row in shards} == {
+            await conn.fetchval("SELECT outbox_shard($1)", product_id)
+        }
+        spread = await conn.fetch(
+            "SELECT outbox_shard(gen_random_uuid()) AS shard FROM generate_series(1, 3200)"
+        )
+    counts = collections.Counter(row["shard"] for row in spread)
+    assert set(counts) == set(range(16))
+    assert min(counts.values()) > 100  # 200 each on average
+
+
+async def test_a_relay_publishes_only_the_shards_it_is_given(
+    infra: Infra, pg_pool: asyncpg.Pool, database_url: str, topic: str
+) -> None:
+    handlers = CommandHandlers(UnitOfWorkFactory(pg_pool))
+    for i in range(40):
+        await handlers.create_product(
+            CreateProduct(name=f"s{i}", description=None, category="c", price="1.00", stock=1),
+            RequestContext(),
+        )
+    relay = build_relay(relay_settings(infra, database_url, topic), CollectorRegistry())
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap_servers)
+    conn = await asyncpg.connect(database_url)
+    await init_connection(conn)
+    await producer.start()
+    try:
+        published = await relay.publish_backlog(conn, producer, shards=range(8))
+        left = await conn.fetch("SELECT DISTINCT shard FROM outbox WHERE published_at IS NULL")
+        done = await conn.fetch("SELECT DISTINCT shard FROM outbox WHERE published_at IS NOT NULL")
+    finally:
+        await producer.stop()
+        await conn.close()
+    assert 0 < published < 40
+    assert {row["shard"] for row in done} <= set(range(8))
+    assert {row["shard"] for row in left} <= set(range(8, 16))
 
 
 async def append(

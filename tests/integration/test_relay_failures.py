@@ -151,52 +151,67 @@ def relay_process(
             process.wait(20)
 
 
-def is_leader(port: int) -> bool | None:
+def shards_held(port: int) -> int | None:
+    """How many outbox shards the relay serving metrics on `port` publishes (None: no answer)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as response:
             for line in response.read().decode().splitlines():
-                if line.startswith("relay_is_leader "):
-                    return float(line.split()[1]) == 1.0
+                if line.startswith("relay_shards_held "):
+                    return int(float(line.split()[1]))
     except OSError:
         return None
     return None
 
 
-async def wait_leaders(ports: list[int], seconds: float = 20) -> list[bool | None]:
+async def wait_shares(ports: list[int], shares: list[int], seconds: float = 20) -> list[int | None]:
+    """The shards each relay holds, once they are `shares` (or when `seconds` ran out)."""
     deadline = asyncio.get_running_loop().time() + seconds
     while True:
-        states = [is_leader(p) for p in ports]
-        settled = None not in states and states.count(True) == 1
-        if settled or asyncio.get_running_loop().time() > deadline:
-            return states
+        held = [shards_held(p) for p in ports]
+        if sorted(held, key=str) == sorted(shares) or asyncio.get_running_loop().time() > deadline:
+            return held
         await asyncio.sleep(0.2)
 
 
-async def test_two_relays_one_publishes_and_the_other_takes_over(
+async def test_two_relays_share_the_shards_and_one_takes_over_the_others(
     infra: Infra, pg_pool: asyncpg.Pool, database_url: str, topic: str
 ) -> None:
     with (
         relay_process(infra, database_url, topic) as (first, first_port),
-        relay_process(infra, database_url, topic) as (second, second_port),
+        relay_process(infra, database_url, topic) as (_, second_port),
     ):
-        states = await wait_leaders([first_port, second_port])
-        assert sorted(states, key=str) == [False, True], states
-        for i in range(3):
+        assert await wait_shares([first_port, second_port], [8, 8]) == [8, 8]
+        for i in range(20):
             await create(pg_pool, f"before-{i}")
-        assert len(await consume(infra, topic, 3)) == 3
-        leader, survivor_port = (first, second_port) if states[0] else (second, first_port)
-        leader.kill()  # SIGKILL: its session ends, PostgreSQL releases the advisory lock
-        leader.wait(10)
+        before = {f"before-{i}" for i in range(20)}
+        assert before <= await names_arrive(infra, topic, before, seconds=60)
+        first.kill()  # SIGKILL: its session ends, PostgreSQL releases its shards' locks
+        first.wait(10)
         started = asyncio.get_running_loop().time()
-        for i in range(3):
+        for i in range(20):
             await create(pg_pool, f"after-{i}")
-        assert (await wait_leaders([survivor_port]))[0] is True
+        assert await wait_shares([second_port], [16]) == [16]
         took_over = asyncio.get_running_loop().time() - started
-        # The killed leader may have published rows it had not marked yet; they come again
+        # The killed relay may have published rows it had not marked yet; they come again
         # (at least once), so wait for the names rather than for a count.
-        seen = await names_arrive(infra, topic, {"after-0", "after-1", "after-2"}, seconds=60)
-    assert {"after-0", "after-1", "after-2"} <= seen
+        after = {f"after-{i}" for i in range(20)}
+        seen = await names_arrive(infra, topic, after, seconds=60)
+    assert after <= seen
     assert took_over < 10
+
+
+async def test_a_relay_that_joins_gets_its_share_from_the_one_running(
+    infra: Infra, database_url: str, topic: str
+) -> None:
+    with relay_process(infra, database_url, topic) as (_, first_port):
+        assert await wait_shares([first_port], [16]) == [16]
+        with relay_process(infra, database_url, topic) as (_, second_port):
+            assert await wait_shares([first_port, second_port], [8, 8]) == [8, 8]
+            with relay_process(infra, database_url, topic) as (_, third_port):
+                # 16 over three: at most six each, every shard held.
+                held = await wait_shares([first_port, second_port, third_port], [6, 6, 4])
+                assert sorted(held, key=str) == [4, 6, 6]
+        assert await wait_shares([first_port], [16]) == [16]
 
 
 async def test_relay_resumes_after_kafka_was_stopped_and_started(

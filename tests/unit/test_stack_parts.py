@@ -42,6 +42,9 @@ DEFAULT_PORTS = {
     "gateway": 18080,
     "toxiproxy": 18474,
     "mongo_proxy": 17018,
+    "relay_2_metrics": 18013,
+    "relay_3_metrics": 18014,
+    "relay_4_metrics": 18015,
     "jaeger": 18686,
     "jaeger_grpc": 18685,
     "jaeger_otlp": 18318,
@@ -100,18 +103,6 @@ def environment(program: Mapping[str, str]) -> dict[str, str]:
     return {key: value.replace("%%", "%") for key, value in pairs}
 
 
-def relay_2() -> Part:
-    return stack_parts.service(
-        "relay-2",
-        "command-service relay",
-        port=("relay_2_metrics", 18013),
-        probe="/metrics",
-        needs=("postgres", "kafka"),
-        env=lambda stack: {"COMMAND_RELAY_METRICS_PORT": str(stack.ports["relay_2_metrics"])},
-        replica_of="relay",
-    )
-
-
 def part(name: str, *needs: str) -> Part:
     return Part(name, command=lambda stack: [name], health=lambda stack: True, needs=needs)
 
@@ -156,7 +147,8 @@ def test_command_names_both_command_processes(tmp_path: Path) -> None:
     stack = make_stack(tmp_path)
     assert stack.processes("command") == ("command", "command-2")
     assert stack.processes("command-2") == ("command-2",)
-    assert stack.processes("relay") == ("relay",)
+    assert stack.processes("relay") == ("relay", "relay-2")
+    assert make_stack(tmp_path, STACK_RELAYS="1").processes("relay") == ("relay",)
 
 
 # --------------------------------------------------------------------------- rendering
@@ -170,7 +162,7 @@ def test_each_supervised_part_is_a_program_with_its_command_and_environment(
     assert list(rendered) == [p.name for p in stack.supervised()]
     assert set(rendered) == {
         "postgres", "kafka", "mongo-store", "mongo",
-        "command", "command-2", "relay", "projector", "query", "gateway",
+        "command", "command-2", "relay", "relay-2", "projector", "query", "gateway",
         "jaeger", "prometheus",
     }  # fmt: skip
     for p in stack.supervised():
@@ -229,7 +221,7 @@ def test_jaeger_and_prometheus_listen_on_loopback_ports_of_their_own(
     }
     assert jobs == {
         "command": ["127.0.0.1:18001", "127.0.0.1:18003"],
-        "relay": ["127.0.0.1:18011"],
+        "relay": ["127.0.0.1:18011", "127.0.0.1:18013"],
         "projector": ["127.0.0.1:18012"],
         "query": ["127.0.0.1:18002"],
         "jaeger": ["127.0.0.1:18888"],
@@ -351,17 +343,26 @@ def test_sqlite_ferretdb_needs_no_store(tmp_path: Path) -> None:
         make_stack(tmp_path / "bad", STACK_FERRETDB_BACKEND="mysql").active()
 
 
-def test_an_extra_relay_is_one_entry(tmp_path: Path) -> None:
-    stack = make_stack(tmp_path, [*PARTS, relay_2()])
+def test_stack_relays_chooses_how_many_relays_run(tmp_path: Path) -> None:
+    stack = make_stack(tmp_path, STACK_RELAYS="3")
     rendered = programs(stack)
-    assert rendered["relay-2"]["command"] == f"{stack_engine.VENV_BIN}/command-service relay"
-    env = environment(rendered["relay-2"])
-    assert env["COMMAND_RELAY_METRICS_PORT"] == "18013"
-    assert env["DATABASE_URL"] == stack.env()["DATABASE_URL"]
-    assert stack.ports["relay_2_metrics"] == 18013
+    assert {name for name in rendered if name.startswith("relay")} == {
+        "relay",
+        "relay-2",
+        "relay-3",
+    }
+    for name, port in (("relay", "18011"), ("relay-2", "18013"), ("relay-3", "18014")):
+        assert rendered[name]["command"] == f"{stack_engine.VENV_BIN}/command-service relay"
+        env = environment(rendered[name])
+        assert env["COMMAND_RELAY_METRICS_PORT"] == port, name
+        assert env["COMMAND_RELAY_DATABASE_URL"].startswith("postgresql://catalog_relay:"), name
     order = [p.name for p in stack.active()]
-    assert order.index("kafka") < order.index("relay-2")
-    assert stack.processes("relay") == ("relay", "relay-2")
+    assert order.index("kafka") < order.index("relay-3")
+    assert stack.processes("relay") == ("relay", "relay-2", "relay-3")
+    assert stack.env()["RELAY_METRICS_URL"] == "http://127.0.0.1:18011/metrics"
+    for wrong in ("0", "5", "two"):
+        with pytest.raises(StackError, match="STACK_RELAYS"):
+            make_stack(tmp_path, STACK_RELAYS=wrong).active()
 
 
 # --------------------------------------------------------------------------- ports and state

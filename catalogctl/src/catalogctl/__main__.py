@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
+from catalog_contracts.relay import shard_ranges
 from catalogctl.settings import CatalogSettings
 
 if TYPE_CHECKING:
@@ -176,12 +177,19 @@ def status(as_json: JsonFlag = False) -> None:
     if as_json:
         print(json.dumps(figures, indent=2))
         return
-    leaders = figures["relays"]
-    out.print(f"[bold]relays[/bold]: {len(leaders)} leader(s)")
-    for relay in leaders:
-        out.print(f"  pid {relay['pid']} ({relay['client']}) holds shards: {relay['shards']}")
-    if not leaders:
-        out.print("  [red]no relay holds the outbox: nothing is published[/red]")
+    running, shards = figures["relays"], figures["shards"]
+    out.print(f"[bold]relays[/bold]: {len(running)} running, {shards['total']} shards")
+    for relay in running:
+        held = relay["shards"]
+        out.print(
+            f"  pid {relay['pid']} ({relay['client']}) publishes {len(held)} shard(s):"
+            f" {shard_ranges(held) or 'none'}"
+        )
+    if shards["without_relay"]:
+        out.print(
+            f"  [red]shards without a relay (not published): "
+            f"{shard_ranges(shards['without_relay'])}[/red]"
+        )
     backlog = figures["outbox"]
     out.print(
         f"[bold]outbox[/bold]: {backlog['backlog']} unpublished, "

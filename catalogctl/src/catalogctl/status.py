@@ -1,7 +1,6 @@
 """`catalogctl status`: where the pipeline stands, from the servers and the services' metrics.
 
-- relay leaders and the shards they hold: the PostgreSQL sessions holding the relay's advisory
-  lock (one lock today, so the leader holds every shard);
+- the running relays and the outbox shards each one publishes (their advisory locks);
 - the outbox backlog and the age of its oldest unpublished row;
 - the projector group's lag per topic and partition (end offset minus committed offset);
 - dead letters per dead-letter topic;
@@ -21,26 +20,26 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from catalog_contracts.relay import RELAY_LOCK_KEY, RELAYS_SQL, SHARD_HOLDERS_SQL, SHARD_LOCK_CLASS
 from catalogctl.dlq import dead_letter_topic, partitions_of
-
-# The relay's lock: pg_try_advisory_lock(bigint) shows in pg_locks as classid (the high 32 bits)
-# and objid (the low 32 bits) with objsubid 1. command_service.relay.relay.RELAY_LOCK_KEY.
-RELAY_LOCK_KEY = 0x72656C6179
-ALL_SHARDS = "all"
 
 
 async def relays(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    """The sessions holding the relay's lock, with the shards that gives them."""
+    """The running relays (sessions holding the relays' shared lock) and the outbox shards
+    each one publishes (catalog_contracts.relay)."""
+    running = {row["pid"] for row in await conn.fetch(RELAYS_SQL, RELAY_LOCK_KEY)}
+    shards: dict[int, list[int]] = {pid: [] for pid in running}
+    for row in await conn.fetch(SHARD_HOLDERS_SQL, SHARD_LOCK_CLASS):
+        shards.setdefault(row["pid"], []).append(row["shard"])
+    if not shards:
+        return []
     rows = await conn.fetch(
         """
-        SELECT a.pid, a.application_name, a.client_addr::text AS client,
-               extract(epoch FROM now() - a.backend_start) AS connected_seconds
-          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-           AND l.classid::bigint = $1 AND l.objid::bigint = $2
+        SELECT pid, application_name, client_addr::text AS client,
+               extract(epoch FROM now() - backend_start) AS connected_seconds
+          FROM pg_stat_activity WHERE pid = ANY($1::int[])
         """,
-        RELAY_LOCK_KEY >> 32,
-        RELAY_LOCK_KEY & 0xFFFFFFFF,
+        list(shards),
     )
     return [
         {
@@ -48,9 +47,9 @@ async def relays(conn: asyncpg.Connection) -> list[dict[str, Any]]:
             "application_name": row["application_name"],
             "client": row["client"],
             "connected_seconds": round(float(row["connected_seconds"]), 1),
-            "shards": ALL_SHARDS,
+            "shards": sorted(shards[row["pid"]]),
         }
-        for row in rows
+        for row in sorted(rows, key=lambda row: min(shards[row["pid"]], default=1 << 16))
     ]
 
 
@@ -159,11 +158,18 @@ async def status(
     conn = await asyncpg.connect(database_url)
     try:
         leaders, backlog = await relays(conn), await outbox(conn)
+        total = int(await conn.fetchval("SELECT outbox_shards()"))
     finally:
         await conn.close()
     lag, letters = await kafka_figures(bootstrap, topics, group)
     figures: dict[str, Any] = {
         "relays": leaders,
+        "shards": {
+            "total": total,
+            "without_relay": sorted(
+                set(range(total)) - {shard for relay in leaders for shard in relay["shards"]}
+            ),
+        },
         "outbox": backlog,
         "consumer_lag": lag,
         "dead_letters": letters,

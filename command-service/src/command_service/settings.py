@@ -61,6 +61,8 @@ class CommandSettings(BaseSettings):
     relay_poll_interval_seconds: float = Field(1.0, gt=0)
     relay_use_notify: bool = True
     relay_lock_retry_seconds: float = Field(1.0, gt=0)
+    # How often a relay re-counts the running relays and takes or gives back shards.
+    relay_rebalance_interval_seconds: float = Field(1.0, gt=0)
     relay_metrics_port: int = Field(18011, ge=0, le=65535)
     outbox_retention_seconds: int = Field(24 * 3600, ge=0)
     outbox_purge_interval_seconds: float = Field(60.0, gt=0)

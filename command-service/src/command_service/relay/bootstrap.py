@@ -24,6 +24,7 @@ def build_relay(settings: CommandSettings, registry: CollectorRegistry) -> Outbo
         poll_interval=settings.relay_poll_interval_seconds,
         use_notify=settings.relay_use_notify,
         lock_retry=settings.relay_lock_retry_seconds,
+        rebalance_interval=settings.relay_rebalance_interval_seconds,
         retention_seconds=settings.outbox_retention_seconds,
         purge_interval=settings.outbox_purge_interval_seconds,
     )

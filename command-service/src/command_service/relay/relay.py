@@ -3,10 +3,18 @@
 Each row goes to its aggregate type's topic (products' and reviews' events have one each), keyed
 by the row's message key: the product id, for a review's events too.
 
-Exactly one relay is active at a time: it holds a PostgreSQL session advisory lock on the
-connection it reads and marks the outbox with, so losing that connection also ends its
-leadership. It selects what is still unpublished (not "id > last published": outbox ids are
-not commit order), and marks rows only after Kafka acknowledged every message of the batch.
+Outbox rows belong to shards (a hash of the product id; see catalog_contracts.relay), and each
+shard has one publisher at a time: the relay holding its PostgreSQL session advisory lock, on
+the connection it reads and marks the outbox with, so losing that connection also ends its hold.
+Running relays share the shards: every second each one counts the running relays, gives back
+what it holds beyond its fair share (between batches, so nothing of those shards is in flight)
+and takes free shards up to it; a relay that dies loses its shards with its session, and the
+others take them within a second or two. A hand-over may republish a row the dead relay sent
+and had not marked, never reorder: a product's rows are all in one shard.
+
+A relay selects what is still unpublished in its shards (not "id > last published": outbox
+ids are not commit order), and marks rows only after Kafka acknowledged every message of the
+batch.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -28,6 +36,13 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from catalog_contracts.relay import (
+    RELAY_LOCK_KEY,
+    RELAYS_SQL,
+    SHARD_HOLDERS_SQL,
+    SHARD_LOCK_CLASS,
+    shard_ranges,
+)
 from command_service.adapters.postgres import OUTBOX_CHANNEL, init_connection
 from service_runtime.faults import RELAY_AFTER_ACK, crash_point
 from service_runtime.retry import Backoff, RetryStopped
@@ -37,7 +52,6 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-RELAY_LOCK_KEY = 0x72656C6179  # "relay"
 TRACER = trace.get_tracer("command_service.relay")
 
 
@@ -55,6 +69,7 @@ class RelayConfig:
     retention_seconds: int = 24 * 3600
     purge_interval: float = 60.0
     max_backoff: float = 10.0
+    rebalance_interval: float = 1.0  # how often a relay re-counts the relays and its share
 
 
 class RelayMetrics:
@@ -78,7 +93,13 @@ class RelayMetrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30),
         )
         self.leader = Gauge(
-            "relay_is_leader", "1 while this relay holds the lock", registry=registry
+            "relay_is_leader", "1 while this relay holds at least one shard", registry=registry
+        )
+        self.shards_held = Gauge(
+            "relay_shards_held", "Outbox shards this relay publishes", registry=registry
+        )
+        self.shards_total = Gauge(
+            "relay_shards_total", "Outbox shards there are (0 until connected)", registry=registry
         )
         self.failures = Counter(
             "relay_failures_total",
@@ -142,7 +163,8 @@ class OutboxRelay:
         self._publishing = replace(PUBLISHING, max_wait=config.max_backoff)
         self._unroutable: dict[str, int] = {}
         self._traced = tracing_enabled()
-        self.is_leader = False
+        self.shards: frozenset[int] = frozenset()  # the shards this relay publishes now
+        self.is_leader = False  # whether it publishes any
 
     async def run(self, stop: asyncio.Event) -> None:
         """Campaign for leadership and publish while leader, until `stop` is set."""
@@ -160,42 +182,87 @@ class OutboxRelay:
         self._metrics.failures.inc()
 
     async def _lead(self, stop: asyncio.Event) -> bool:
+        """Join the running relays and publish the shards this one holds, until stopped or its
+        connection fails; False if a relay of an earlier release publishes alone."""
         conn: asyncpg.Connection = await asyncpg.connect(self._config.dsn)
         try:
             await init_connection(conn)
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
+            if not await conn.fetchval("SELECT pg_try_advisory_lock_shared($1)", RELAY_LOCK_KEY):
+                log.warning("a relay of an earlier release holds the outbox alone; waiting")
                 return False
-            self.is_leader = True
-            self._metrics.leader.set(1)
-            log.info("relay is the leader; publishing %s", _routes(self._config.topics))
+            shards = Shards(await conn.fetchval("SELECT outbox_shards()"))
+            self._metrics.shards_total.set(shards.count)
             if self._config.use_notify:
                 await conn.add_listener(OUTBOX_CHANNEL, self._notified)
             producer = self._producer_factory()
             try:
                 await producer.start()
-                await self._publish_loop(conn, producer, stop)
+                await self._publish_loop(conn, producer, shards, stop)
             finally:
                 with contextlib.suppress(Exception):
                     await producer.stop()
             return True
         finally:
-            self.is_leader = False
-            self._metrics.leader.set(0)
+            self.shards = frozenset()
+            self._show_shards()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), 5)
+
+    async def _rebalance(self, conn: asyncpg.Connection, shards: Shards) -> None:
+        """Hold this relay's fair share of the shards: give back any beyond it, take free ones
+        up to it. Called between batches, so nothing of a shard given back is in flight."""
+        relays = len(await conn.fetch(RELAYS_SQL, RELAY_LOCK_KEY))
+        share = shards.share(relays)
+        held = set(self.shards)
+        for shard in sorted(held)[share:]:
+            await conn.fetchval("SELECT pg_advisory_unlock($1, $2)", SHARD_LOCK_CLASS, shard)
+            held.discard(shard)
+        if len(held) < share:
+            taken = {row["shard"] for row in await conn.fetch(SHARD_HOLDERS_SQL, SHARD_LOCK_CLASS)}
+            for shard in shards.free(taken):
+                if len(held) >= share:
+                    break
+                if await conn.fetchval(
+                    "SELECT pg_try_advisory_lock($1, $2)", SHARD_LOCK_CLASS, shard
+                ):
+                    held.add(shard)
+        if held != self.shards:
+            log.info(
+                "relay publishes shards %s of %d (%d relay(s) running)",
+                shard_ranges(held) or "none",
+                shards.count,
+                relays,
+            )
+            self.shards = frozenset(held)
+            self._show_shards()
+
+    def _show_shards(self) -> None:
+        self.is_leader = bool(self.shards)
+        self._metrics.leader.set(1 if self.shards else 0)
+        self._metrics.shards_held.set(len(self.shards))
 
     def _notified(self, *_: object) -> None:
         self._wake.set()
 
     async def _publish_loop(
-        self, conn: asyncpg.Connection, producer: AIOKafkaProducer, stop: asyncio.Event
+        self,
+        conn: asyncpg.Connection,
+        producer: AIOKafkaProducer,
+        shards: Shards,
+        stop: asyncio.Event,
     ) -> None:
-        last_purge = last_backlog = 0.0
+        last_purge = last_backlog = last_rebalance = 0.0
         while not stop.is_set():
             self._wake.clear()
+            if time.monotonic() - last_rebalance >= self._config.rebalance_interval:
+                await self._rebalance(conn, shards)
+                last_rebalance = time.monotonic()
+            if not self.shards:
+                await self._idle(conn, stop)
+                continue
             try:
                 published = await self._publishing.call(
-                    lambda: self.publish_backlog(conn, producer),
+                    lambda: self.publish_backlog(conn, producer, shards=self.shards),
                     stop=stop,
                     logger=log,
                     on_retry=self._failed,
@@ -212,8 +279,8 @@ class OutboxRelay:
                     f"{PUBLISHING.max_attempts} publishing failures in a row"
                 ) from exc
             now = time.monotonic()
-            if now - last_purge >= self._config.purge_interval:
-                await self.purge(conn)
+            if 0 in self.shards and now - last_purge >= self._config.purge_interval:
+                await self.purge(conn)  # one relay purges: the holder of shard 0
                 last_purge = now
             if now - last_backlog >= 1.0:
                 await self.observe_backlog(conn)
@@ -236,9 +303,15 @@ class OutboxRelay:
             raise asyncpg.InterfaceError("leadership connection closed")
 
     async def publish_backlog(
-        self, conn: asyncpg.Connection, producer: AIOKafkaProducer, *, budget: float = 1.0
+        self,
+        conn: asyncpg.Connection,
+        producer: AIOKafkaProducer,
+        *,
+        budget: float = 1.0,
+        shards: Collection[int] | None = None,
     ) -> int:
-        """Publish batch after batch for up to `budget` seconds; returns the rows published.
+        """Publish batch after batch of `shards` (None: every shard) for up to `budget`
+        seconds; returns the rows published.
 
         PostgreSQL's part of a batch runs while this process and the broker do theirs: the next
         batch is read while Kafka acknowledges this one, and this one is marked while the next
@@ -248,7 +321,8 @@ class OutboxRelay:
         republishes, never loses). The connection runs one statement at a time.
         """
         deadline = time.monotonic() + budget
-        rows = await self._fetch(conn, [])
+        only = None if shards is None else sorted(shards)
+        rows = await self._fetch(conn, [], only)
         if not rows:
             return 0
         acks = await self._send(producer, rows)
@@ -256,7 +330,7 @@ class OutboxRelay:
         while rows:
             following: list[asyncpg.Record] = []
             if len(rows) == self._config.batch_size and time.monotonic() < deadline:
-                reading = await _started(self._fetch(conn, [row["id"] for row in rows]))
+                reading = await _started(self._fetch(conn, [row["id"] for row in rows], only))
                 try:
                     await self._acknowledged(acks)
                 finally:
@@ -273,8 +347,11 @@ class OutboxRelay:
             rows = following
         return total
 
-    async def _fetch(self, conn: asyncpg.Connection, in_flight: list[int]) -> list[asyncpg.Record]:
-        """The oldest unpublished rows, leaving out those sent and not marked yet.
+    async def _fetch(
+        self, conn: asyncpg.Connection, in_flight: list[int], shards: list[int] | None
+    ) -> list[asyncpg.Record]:
+        """The oldest unpublished rows of `shards` (None: all), leaving out those sent and not
+        marked yet.
 
         Rows above the highest id in flight skip the (linear) array test; a row below it that
         is not in flight committed late and is still taken, in id order.
@@ -289,6 +366,7 @@ class OutboxRelay:
               FROM outbox
              WHERE published_at IS NULL AND aggregate_type = ANY($4::text[])
                AND (id > $3 OR id <> ALL($2::bigint[]))
+               AND ($5::smallint[] IS NULL OR shard = ANY($5::smallint[]))
              ORDER BY id
              LIMIT $1
             """,
@@ -296,6 +374,7 @@ class OutboxRelay:
             in_flight,
             max(in_flight, default=0),
             list(self._config.topics),
+            shards,
         )
         return rows
 
@@ -404,6 +483,21 @@ class OutboxRelay:
         if expired:
             log.info("purged %d expired idempotency keys", expired)
         return total
+
+
+@dataclass(frozen=True, slots=True)
+class Shards:
+    """The outbox's shards, as the database counts them."""
+
+    count: int
+
+    def share(self, relays: int) -> int:
+        """The most shards one of `relays` running relays holds: all of them shared fairly."""
+        return -(-self.count // max(relays, 1))
+
+    def free(self, taken: Collection[int]) -> list[int]:
+        """The shards nobody holds."""
+        return [shard for shard in range(self.count) if shard not in taken]
 
 
 def _publish_span(row: asyncpg.Record, topic: str) -> Span | None:
