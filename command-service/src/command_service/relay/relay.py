@@ -99,7 +99,9 @@ class RelayMetrics:
             "relay_shards_held", "Outbox shards this relay publishes", registry=registry
         )
         self.shards_total = Gauge(
-            "relay_shards_total", "Outbox shards there are (0 until connected)", registry=registry
+            "relay_shards_total",
+            "Outbox shards there are (0 until first connected, then the last count known)",
+            registry=registry,
         )
         self.failures = Counter(
             "relay_failures_total",
