@@ -411,10 +411,12 @@ def service(
 
 
 def projector_env(stack: Stack) -> dict[str, str]:
-    """The projector reaches MongoDB through toxiproxy when the stack injects faults."""
+    """The projector's static group membership (the stack runs one), and its MongoDB through
+    toxiproxy when the stack injects faults."""
+    env = {"PROJECTOR_GROUP_INSTANCE_ID": "projector-1"}
     if proxied(stack):
-        return {"MONGODB_URL": f"mongodb://127.0.0.1:{stack.ports['mongo_proxy']}/"}
-    return {}
+        env["MONGODB_URL"] = f"mongodb://127.0.0.1:{stack.ports['mongo_proxy']}/"
+    return env
 
 
 # --------------------------------------------------------------------------- relays

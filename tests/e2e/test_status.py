@@ -23,9 +23,14 @@ def test_status_reports_every_figure(client: httpx.Client, infra: Infra) -> None
     assert client.get(f"{created.headers['location']}?min_version=1").status_code == 200
 
     figures = json.loads(catalogctl(infra, "status", "--json").stdout)
-    assert set(figures) == {"relays", "outbox", "consumer_lag", "dead_letters", "projector"}
-    [leader] = figures["relays"]  # one relay holds the lock, hence every shard
-    assert leader["shards"] == "all"
+    assert set(figures) == {
+        "relays", "shards", "outbox", "consumer_lag", "dead_letters", "projector",
+    }  # fmt: skip
+    # make up runs two relays: they share the 16 shards, each one held by one relay.
+    held = [shard for relay in figures["relays"] for shard in relay["shards"]]
+    assert sorted(held) == list(range(16))
+    assert len(figures["relays"]) == 2
+    assert figures["shards"] == {"total": 16, "without_relay": []}
     assert figures["outbox"]["backlog"] >= 0
     assert figures["outbox"]["oldest_age_seconds"] >= 0
     topics = {row["topic"] for row in figures["consumer_lag"]}
@@ -39,7 +44,8 @@ def test_status_reports_every_figure(client: httpx.Client, infra: Infra) -> None
     assert projector["categories_staleness_seconds"] >= 0
 
     text = catalogctl(infra, "status").stdout
-    assert "relays: 1 leader(s)" in text
+    assert "relays: 2 running, 16 shards" in text
+    assert "publishes 8 shard(s)" in text
     assert "commit-to-view p50" in text
 
 

@@ -304,6 +304,39 @@ async def test_a_store_outage_is_retried_and_never_dead_letters(
     assert await _dead_letters(infra, f"{topic}.dlq", 1) == []
 
 
+class SlowStore(Projection):
+    """The real projection, every batch taking 0.3 s more; counts the batches applied at once."""
+
+    running = 0
+    most = 0
+
+    async def apply(self, events: Any, **options: Any) -> Any:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        try:
+            await asyncio.sleep(0.3)
+            return await super().apply(events, **options)
+        finally:
+            self.running -= 1
+
+
+async def test_partitions_are_applied_side_by_side(infra: Infra, topic: str, mongo_db: Db) -> None:
+    histories = [ProductHistory(name=f"p{i}") for i in range(30)]
+    await publish(infra, topic, [wire(history.events[0]) for history in histories])
+    projection = await SlowStore.open(mongo_db)
+
+    async def every_one() -> bool:
+        ids = [str(history.state.id) for history in histories]
+        return (
+            await mongo_db[PRODUCT_DETAIL_COLLECTION].count_documents({"_id": {"$in": ids}}) == 30
+        )
+
+    async with running_projector(infra, (topic,), mongo_db, projection=projection):
+        await wait_for(every_one)
+    # The topic has 3 partitions; one poll returns messages of each.
+    assert 2 <= projection.most <= 3
+
+
 async def _dead_letters(infra: Infra, topic: str, count: int) -> list[Any]:
     consumer = AIOKafkaConsumer(
         topic,

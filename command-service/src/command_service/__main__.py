@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"DEV_TOKEN={ensure_dev_credentials(args.directory)}", flush=True)
         return
 
-    configure_logging("command-service")
+    configure_logging("relay" if args.command == "relay" else "command-service")
     settings = CommandSettings()
     if args.command == "serve":
         from command_service.bootstrap import create_app

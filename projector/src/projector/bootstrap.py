@@ -61,6 +61,8 @@ async def run_projector(settings: ProjectorSettings) -> None:
         *settings.topics,
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=settings.group_id,
+        group_instance_id=settings.group_instance_id,
+        session_timeout_ms=settings.session_timeout_ms,
         client_id="catalog-projector",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -81,6 +83,7 @@ async def run_projector(settings: ProjectorSettings) -> None:
         batch_size=settings.batch_size,
         category_refresh_seconds=settings.category_refresh_seconds,
         category_refresh_share=settings.category_refresh_share,
+        partition_concurrency=settings.partition_concurrency,
     )
     projector = Projector(config, consumer, dead_letters, projection, ProjectorMetrics(registry))
     try:

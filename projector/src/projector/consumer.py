@@ -1,8 +1,12 @@
 """The projector's consumer loop: read a batch, apply it to MongoDB, then commit its offsets.
 
-One consumer group reads both topics (products and reviews). Offsets are committed only after
-the batch is in MongoDB, so a crash at any point redelivers what may not have been applied;
-the version guards make the redelivery change nothing, whatever the order of the two topics.
+One consumer group reads both topics (products and reviews). What one poll returns is split by
+partition number (partition i of both topics: one product's two streams), and those batches
+are applied side by side, at most `partition_concurrency` at a time, each one's events in
+order; each batch's offsets are committed once its own writes are done, so one slow partition
+delays only itself. Offsets are committed only after the batch is in MongoDB, so a crash at any
+point redelivers what may not have been applied; the version guards make the redelivery change
+nothing, whatever the order of the two topics.
 
 Two kinds of failure are told apart. A store or dead-letter outage (`ReadModelUnavailable`,
 `KafkaError`) is retried for as long as it lasts, without skipping anything. Anything else an
@@ -60,6 +64,7 @@ class ConsumerConfig:
     category_refresh_share: float = 0.25
     poison_attempts: int = 3  # tries of an event that fails to apply, before it is dead-lettered
     poison_first_wait: float = 0.2
+    partition_concurrency: int = 6  # partitions' batches applied at the same time
 
 
 def refresh_pause(took: float, minimum: float, share: float) -> float:
@@ -136,6 +141,7 @@ class Projector:
         self._projection = projection
         self._metrics = metrics
         self._batch_retry = replace(BATCH_RETRY, max_wait=config.max_backoff)
+        self._commits = asyncio.Lock()  # one offset commit at a time on the consumer
 
     async def run(self, stop: asyncio.Event) -> None:
         """Project until `stop` is set; the batch in hand is finished and committed first.
@@ -191,14 +197,33 @@ class Projector:
                         raise ProjectorStalled(f"no message for {now - progress:.0f}s while behind")
                 continue
             progress = now
-            batch = self._decode(records)
-            if not await self._process(batch, stop):
+            if not await self._process_partitions(records, stop):
                 return
-            crash_point(PROJECTOR_AFTER_APPLY)
-            await self._commit(batch)
             await self._report_lag()
 
-    def _decode(self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> Batch:
+    async def _process_partitions(
+        self, records: dict[TopicPartition, list[Message]], stop: asyncio.Event
+    ) -> bool:
+        """Apply and commit each partition number's batch, several at once; False if stopped
+        before every one was applied (the others are committed, the rest come again)."""
+        by_partition: dict[int, dict[TopicPartition, list[Message]]] = {}
+        for tp, messages in records.items():
+            by_partition.setdefault(tp.partition, {})[tp] = messages
+        slots = asyncio.Semaphore(self._config.partition_concurrency)
+
+        async def one(batch: Batch) -> bool:
+            async with slots:
+                if not await self._process(batch, stop):
+                    return False
+                crash_point(PROJECTOR_AFTER_APPLY)
+                await self._commit(batch)
+                return True
+
+        async with asyncio.TaskGroup() as group:  # one failing stops the others
+            done = [group.create_task(one(self._decode(part))) for part in by_partition.values()]
+        return all(task.result() for task in done)
+
+    def _decode(self, records: dict[TopicPartition, list[Message]]) -> Batch:
         batch = Batch()
         for tp, messages in records.items():
             for message in messages:
@@ -328,7 +353,8 @@ class Projector:
     async def _commit(self, batch: Batch) -> None:
         offsets = {tp: OffsetAndMetadata(offset, "") for tp, offset in batch.offsets.items()}
         try:
-            await self._consumer.commit(offsets)
+            async with self._commits:
+                await self._consumer.commit(offsets)
         except CommitFailedError as exc:
             # The group rebalanced; the new owner re-reads from the last commit, harmlessly.
             log.warning("offset commit failed after a rebalance: %s", exc)

@@ -42,6 +42,13 @@ class ProjectorSettings(BaseSettings):
     # next waits at least T * (1 - share) / share, so a slow store (FerretDB sums a category by
     # reading every document in it) is not kept busy with refreshes while batches wait.
     category_refresh_share: float = Field(0.25, gt=0, le=1)
+    # How many partitions' batches are applied at the same time (each one's events in order).
+    partition_concurrency: int = Field(6, ge=1, le=64)
+    # Static group membership: a projector restarted with the same id within the session
+    # timeout gets its partitions back without a rebalance of the group. Unique per process
+    # (the pod's name on Kubernetes); unset, membership is dynamic.
+    group_instance_id: str | None = None
+    session_timeout_ms: int = Field(10_000, ge=6_000, le=300_000)
     host: str = "127.0.0.1"
     metrics_port: int = Field(18012, ge=0, le=65535)
 
