@@ -289,10 +289,14 @@ def relay(name: str, **overrides: str) -> Service:
     )
 
 
+# What a relay logs once it holds outbox shards (command_service.relay.relay).
+PUBLISHING = "relay publishes shards"
+
+
 def leading_relay(name: str, **overrides: str) -> Service:
-    """A relay that holds the leadership lock, so a measurement starts with it publishing."""
+    """A relay that holds outbox shards, so a measurement starts with it publishing."""
     service = relay(name, **overrides)
-    service.wait_for_log("relay is the leader", 90)
+    service.wait_for_log(PUBLISHING, 90)
     return service
 
 

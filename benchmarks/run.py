@@ -46,7 +46,7 @@ def read_model_backend(url: str) -> str:
 
 KEYS = {
     "command": ("rps", "p50_ms", "p99_ms", "raw_rps", "ratio"),
-    "relay": ("eps", "raw_eps", "ratio", "p50_ms", "p99_ms"),
+    "relay": ("eps", "raw_eps", "ratio", "p50_ms", "p99_ms", "shards", "eps_2_relays"),
     "projector": ("eps", "raw_eps", "ratio", "single_eps"),
     "query": ("rps", "p50_ms", "p99_ms", "raw_rps", "ratio"),
     "e2e": ("rate", "p50_ms", "p99_ms", "polling_p99_ms"),

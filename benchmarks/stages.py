@@ -21,6 +21,7 @@ from benchmarks.backlog import insert_outbox, mixed_events
 from benchmarks.common import (
     CPU,
     OUT_DIR,
+    PUBLISHING,
     Service,
     Sizes,
     free_port,
@@ -285,7 +286,7 @@ def relay_stage(ctx: Context) -> dict[str, float]:
             service = relay(f"relay-{rep}", COMMAND_EVENTS_TOPIC=topic)
             sampler = None
             if rep == 0:  # sample the publishing, not the imports of its start
-                service.wait_for_log("relay is the leader", 90)
+                service.wait_for_log(PUBLISHING, 90)
                 sampler = Sampler("relay", service.pid)
             CPU.start()
             split = CpuByPart()
@@ -313,6 +314,19 @@ def relay_stage(ctx: Context) -> dict[str, float]:
             ctx.note(
                 "relay", f"rep {rep + 1}: relay {ours[-1]:,.0f} events/s; raw {raws[-1]:,.0f}/s"
             )
+        pairs = []
+        for rep in range(s.reps):  # the same backlog shared by two relays (16 shards)
+            sql(ctx.dsn, "UPDATE outbox SET published_at = NULL WHERE id >= $1", first_id)
+            topic = f"bench.{ctx.run_id}.relay2.{rep}"
+            asyncio.run(kafka.create_topic(ctx.bootstrap, topic))
+            both = [relay(f"relay-pair-{rep}-{n}", COMMAND_EVENTS_TOPIC=topic) for n in (1, 2)]
+            try:
+                seconds, marked = watch_outbox(ctx.dsn, first_id, len(rows), 1800)
+            finally:
+                for service in both:
+                    service.stop()
+            pairs.append(marked / seconds)
+            ctx.note("relay", f"rep {rep + 1}: two relays {pairs[-1]:,.0f} events/s")
     finally:
         sql(ctx.dsn, "DELETE FROM outbox WHERE id >= $1", first_id)
     p50, p99 = relay_latency(ctx)
@@ -323,6 +337,8 @@ def relay_stage(ctx: Context) -> dict[str, float]:
         "ratio": paired_ratio(ours, raws),
         "p50_ms": p50,
         "p99_ms": p99,
+        "shards": float(sql(ctx.dsn, "SELECT outbox_shards()")),
+        "eps_2_relays": median(pairs),
     }
 
 
