@@ -30,6 +30,7 @@ def test_status_reports_every_figure(client: httpx.Client, infra: Infra) -> None
     held = [shard for relay in figures["relays"] for shard in relay["shards"]]
     assert sorted(held) == list(range(16))
     assert len(figures["relays"]) == 2
+    assert {relay["application_name"] for relay in figures["relays"]} == {"catalog-relay"}
     assert figures["shards"] == {"total": 16, "without_relay": []}
     assert figures["outbox"]["backlog"] >= 0
     assert figures["outbox"]["oldest_age_seconds"] >= 0

@@ -186,7 +186,9 @@ class OutboxRelay:
     async def _lead(self, stop: asyncio.Event) -> bool:
         """Join the running relays and publish the shards this one holds, until stopped or its
         connection fails; False if a relay of an earlier release publishes alone."""
-        conn: asyncpg.Connection = await asyncpg.connect(self._config.dsn)
+        conn: asyncpg.Connection = await asyncpg.connect(
+            self._config.dsn, server_settings={"application_name": "catalog-relay"}
+        )
         try:
             await init_connection(conn)
             if not await conn.fetchval("SELECT pg_try_advisory_lock_shared($1)", RELAY_LOCK_KEY):
