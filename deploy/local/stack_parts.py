@@ -150,9 +150,17 @@ def mongo_ready(url: str) -> bool:
 # --------------------------------------------------------------------------- PostgreSQL
 
 
-def postgres_command(stack: Stack, name: str, port: str, max_connections: int) -> list[str]:
-    """A private PostgreSQL cluster, listening on loopback only."""
+def postgres_command(
+    stack: Stack, name: str, port: str, max_connections: int, *, logical: bool = False
+) -> list[str]:
+    """A private PostgreSQL cluster, listening on loopback only.
+
+    With `logical`, the WAL carries logical decoding: change-data-capture peers such as the
+    benchmark's Debezium read the outbox through a replication slot (pgoutput).
+    """
     data = provision.cluster_dir(stack.run_dir, name) / "data"
+    # PostgreSQL 17's defaults (10 replication slots, 10 WAL senders) are enough for a peer.
+    replication = ["-c", "wal_level=logical"] if logical else []
     return [
         str(provision.postgres_bin() / "postgres"),
         *("-D", str(data), "-p", str(stack.ports[port])),
@@ -160,6 +168,7 @@ def postgres_command(stack: Stack, name: str, port: str, max_connections: int) -
         *("-c", f"unix_socket_directories={data.parent / 'socket'}"),
         *("-c", f"max_connections={max_connections}", "-c", "shared_buffers=256MB"),
         *("-c", "logging_collector=off"),
+        *replication,
     ]
 
 
@@ -689,7 +698,7 @@ def prepare_prometheus(stack: Stack) -> None:
 PARTS: tuple[Part, ...] = (
     Part(
         "postgres",
-        command=lambda stack: postgres_command(stack, "postgres", "postgres", 300),
+        command=lambda stack: postgres_command(stack, "postgres", "postgres", 300, logical=True),
         health=lambda stack: postgres_ready(admin_url(stack)),
         ports={"postgres": 15432},
         external=("STACK_DATABASE_URL",),

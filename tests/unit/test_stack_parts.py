@@ -180,6 +180,9 @@ def test_each_supervised_part_is_a_program_with_its_command_and_environment(
     data = str(stack.run_dir / "postgres" / "data")
     assert postgres[:5] == ["/usr/lib/postgresql/17/bin/postgres", "-D", data, "-p", "15432"]
     assert rendered["postgres"]["stopsignal"] == "INT"
+    # The write model's WAL feeds the benchmark's Debezium peer; the read store needs none.
+    assert "wal_level=logical" in postgres
+    assert "wal_level=logical" not in shlex.split(rendered["mongo-store"]["command"])
 
 
 def test_every_service_exports_its_spans_to_the_stacks_jaeger(tmp_path: Path) -> None:
