@@ -81,11 +81,18 @@ def mixed_events(events: int, products: int, categories: int, seed: int = 7) -> 
     return out
 
 
-async def insert_outbox(dsn: str, rows: list[OutboxRow]) -> int:
-    """Append the rows to the outbox unpublished; returns the first outbox id they got."""
+async def insert_outbox(dsn: str, rows: list[OutboxRow], *, one_transaction: bool = False) -> int:
+    """Append the rows to the outbox unpublished; returns the first outbox id they got.
+
+    With `one_transaction`, the whole backlog commits at once: a change-data-capture reader
+    then sees all of it together, as a polling relay sees a backlog that is already there.
+    """
     conn: asyncpg.Connection = await asyncpg.connect(dsn)
     try:
         await init_connection(conn)
+        transaction = conn.transaction()
+        if one_transaction:
+            await transaction.start()
         first: int | None = None
         for start in range(0, len(rows), 5000):
             chunk = rows[start : start + 5000]
@@ -103,6 +110,8 @@ async def insert_outbox(dsn: str, rows: list[OutboxRow]) -> int:
             )
             low = min(row["id"] for row in ids)
             first = low if first is None else min(first, low)
+        if one_transaction:
+            await transaction.commit()
         assert first is not None
         return first
     finally:

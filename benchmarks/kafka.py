@@ -95,6 +95,31 @@ async def watch_group(bootstrap: str, group: str, total: int, limit: float) -> t
         await admin.close()
 
 
+async def watch_topic(bootstrap: str, topic: str, total: int, limit: float) -> tuple[float, int]:
+    """Wait until `topic` holds `total` messages; (seconds from the first, messages since).
+
+    A publisher's rate seen from the broker, for publishers that mark nothing in the outbox.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        parts = await partitions(bootstrap, topic)
+        deadline = time.monotonic() + limit
+        first: tuple[float, int] | None = None
+        done = 0
+        while time.monotonic() < deadline:
+            done = sum((await consumer.end_offsets(parts)).values())
+            now = time.perf_counter()
+            if first is None and done > 0:
+                first = (now, done)
+            if done >= total and first is not None:
+                return now - first[0], done - first[1]
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"{topic} holds {done} of {total} messages after {limit:.0f}s")
+    finally:
+        await stop_quietly(consumer)
+
+
 class ArrivalClock:
     """Wall-clock arrival time of each product's first event on a topic, from now on."""
 

@@ -46,8 +46,11 @@ def read_model_backend(url: str) -> str:
 
 KEYS = {
     "command": ("rps", "p50_ms", "p99_ms", "raw_rps", "ratio"),
-    "relay": ("eps", "raw_eps", "ratio", "p50_ms", "p99_ms", "shards", "eps_2_relays"),
-    "projector": ("eps", "raw_eps", "ratio", "single_eps"),
+    "relay": (
+        *("eps", "raw_eps", "ratio", "p50_ms", "p99_ms", "shards", "eps_2_relays"),
+        *("debezium_eps", "debezium_p50_ms", "debezium_p99_ms"),
+    ),
+    "projector": ("eps", "raw_eps", "ratio", "single_eps", "sink_eps"),
     "query": ("rps", "p50_ms", "p99_ms", "raw_rps", "ratio"),
     "e2e": ("rate", "p50_ms", "p99_ms", "polling_p99_ms"),
     "single_model": ("list_rps", "baseline_list_rps", "categories_rps", "baseline_categories_rps"),

@@ -7,6 +7,7 @@ import json
 import random
 import subprocess
 import time
+import traceback
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 import asyncpg
 from pymongo import AsyncMongoClient
 
-from benchmarks import kafka
+from benchmarks import kafka, peers
 from benchmarks.backlog import insert_outbox, mixed_events
 from benchmarks.common import (
     CPU,
@@ -105,6 +106,16 @@ def live_stop(ctx: Context, *names: str) -> None:
     for name in names:
         if name in ctx.live:
             ctx.live.pop(name).stop()
+
+
+def peer(ctx: Context, stage: str, fn: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """A peer's figures, or none: a peer that cannot be fetched or run leaves ours standing."""
+    try:
+        return fn()
+    except Exception as exc:
+        traceback.print_exc()
+        ctx.note(stage, f"the peer failed, its figures are null: {exc}"[:600])
+        return {}
 
 
 def measured(fn: Callable[[], T]) -> T:
@@ -329,9 +340,12 @@ def relay_stage(ctx: Context) -> dict[str, float]:
             ctx.note("relay", f"rep {rep + 1}: two relays {pairs[-1]:,.0f} events/s")
     finally:
         sql(ctx.dsn, "DELETE FROM outbox WHERE id >= $1", first_id)
+    debezium = peer(ctx, "relay", lambda: debezium_backlog(ctx, rows))
     p50, p99 = relay_latency(ctx)
+    debezium |= peer(ctx, "relay", lambda: debezium_latency(ctx))
     eps, raw_eps = median(ours), median(raws)
     return {
+        **debezium,
         "eps": eps,
         "raw_eps": raw_eps,
         "ratio": paired_ratio(ours, raws),
@@ -342,16 +356,64 @@ def relay_stage(ctx: Context) -> dict[str, float]:
     }
 
 
+def debezium_backlog(ctx: Context, rows: list[Any]) -> dict[str, float]:
+    """The relay's backlog committed while Debezium streams: events/s first to last arrival.
+
+    Debezium reads only what is committed after it holds its slot, so the backlog is inserted
+    anew (in one transaction, all there at once) for each repetition and deleted after it.
+    """
+    rates = []
+    for rep in range(ctx.sizes.reps):
+        topic = f"bench.{ctx.run_id}.debezium.{rep}"
+        asyncio.run(kafka.create_topic(ctx.bootstrap, topic))
+        first_id = None
+        try:
+            with peers.debezium(f"debezium-{rep}", topic, ctx.dsn, ctx.bootstrap):
+                first_id = asyncio.run(insert_outbox(ctx.dsn, rows, one_transaction=True))
+                CPU.start()
+                try:
+                    seconds, arrived = asyncio.run(
+                        kafka.watch_topic(ctx.bootstrap, topic, len(rows), 1800)
+                    )
+                finally:
+                    CPU.stop()
+        finally:
+            if first_id is not None:
+                sql(ctx.dsn, "DELETE FROM outbox WHERE id >= $1", first_id)
+        rates.append(arrived / seconds)
+        ctx.note("relay", f"rep {rep + 1}: Debezium {rates[-1]:,.0f} events/s")
+    return {"debezium_eps": median(rates)}
+
+
+def debezium_latency(ctx: Context) -> dict[str, float]:
+    """relay_latency's paced commits, published by Debezium instead of our relay."""
+    live_stop(ctx, "relay")  # ours would publish the same rows on the same two cores
+    topic = f"bench.{ctx.run_id}.debezium-latency"
+    asyncio.run(kafka.create_topic(ctx.bootstrap, topic))
+    try:
+        with peers.debezium("debezium-latency", topic, ctx.dsn, ctx.bootstrap):
+            p50, p99 = paced_latency(ctx, topic, "Debezium")
+    finally:
+        live_start(ctx, "relay")  # and publishes the paced rows to the live topic
+    return {"debezium_p50_ms": p50, "debezium_p99_ms": p99}
+
+
 def relay_latency(ctx: Context) -> tuple[float, float]:
     """Commit (raw asyncpg, paced at half the command rate) to arrival on the live topic."""
-    s = ctx.sizes
     live_start(ctx, "relay", "projector")
+    return paced_latency(ctx, ctx.env["EVENTS_TOPIC"], "relay")
+
+
+def paced_latency(ctx: Context, topic: str, publisher: str) -> tuple[float, float]:
+    """Median p50 and p99 over the reps of commit -> arrival on `topic`, paced at half the
+    command rate."""
+    s = ctx.sizes
     rate = max(1.0, ctx.command_rps / 2)
     p50s, p99s = [], []
     for rep in range(s.reps):
 
         async def measure() -> list[float]:
-            clock = kafka.ArrivalClock(ctx.bootstrap, ctx.env["EVENTS_TOPIC"])
+            clock = kafka.ArrivalClock(ctx.bootstrap, topic)
             await clock.start()
             try:
                 # The commit times go through a file: a 200 KB line read back from a pipe once
@@ -384,7 +446,7 @@ def relay_latency(ctx: Context) -> tuple[float, float]:
         p99s.append(percentile(delays, 99) * 1000)
         ctx.note(
             "relay",
-            f"latency rep {rep + 1} at {rate:.0f} commands/s: commit -> on the topic "
+            f"{publisher} latency rep {rep + 1} at {rate:.0f} commands/s: commit -> on the topic "
             f"p50 {p50s[-1]:.1f} ms, p99 {p99s[-1]:.1f} ms ({len(delays)} events)",
         )
     return median(p50s), median(p99s)
@@ -440,14 +502,38 @@ def projector_stage(ctx: Context) -> dict[str, float]:
             service.stop()
             drop_database(ctx.mongo, database)
         ctx.note("projector", f"one event at a time, rep {rep + 1}: {singles[-1]:,.0f} events/s")
+    sink = peer(ctx, "projector", lambda: sink_rate(ctx))
     live_start(ctx, "projector")
     eps, raw_eps = median(ours), median(raws)
     return {
+        **sink,
         "eps": eps,
         "raw_eps": raw_eps,
         "ratio": paired_ratio(ours, raws),
         "single_eps": median(singles),
     }
+
+
+def sink_rate(ctx: Context) -> dict[str, float]:
+    """The same topic through MongoDB's Kafka sink connector: one replaced document per event."""
+    topic, total = ctx.backlog_topic, ctx.sizes.backlog_events
+    rates = []
+    for rep in range(ctx.sizes.reps):
+        name, database = f"bench-{ctx.run_id}-sink-{rep}", f"bench_{ctx.run_id}_k{rep}"
+        try:
+            with peers.mongo_sink(name, topic, ctx.bootstrap, ctx.mongo, database) as group:
+                CPU.start()
+                try:
+                    seconds, applied = asyncio.run(
+                        kafka.watch_group(ctx.bootstrap, group, total, 3600)
+                    )
+                finally:
+                    CPU.stop()
+        finally:
+            drop_database(ctx.mongo, database)
+        rates.append(applied / seconds)
+        ctx.note("projector", f"rep {rep + 1}: MongoDB sink connector {rates[-1]:,.0f} events/s")
+    return {"sink_eps": median(rates)}
 
 
 async def window_rate(bootstrap: str, group: str, seconds: float) -> float:
