@@ -151,16 +151,20 @@ def chart(results: Results, path: Path) -> None:
         ("single_model", "categories_rps", "baseline_categories_rps"),
         ("product_page", "rps", "baseline_rps"),
     ]
-    labels, ours, base = [], [], []
+    peer_keys = {("relay", "eps"): "debezium_eps", ("projector", "eps"): "sink_eps"}
+    labels, ours, base, peer = [], [], [], []
     for stage, mine, theirs in pairs:
         figures = results.get(stage, {})
         if figures.get(mine) is not None and figures.get(theirs) is not None:
             labels.append(f"{stage}\n{mine}")
             ours.append(figures[mine])
             base.append(figures[theirs])
+            theirs_peer = figures.get(peer_keys.get((stage, mine), ""))
+            peer.append(float("nan") if theirs_peer is None else theirs_peer)
     x = range(len(labels))
-    left.bar([i - 0.2 for i in x], ours, 0.4, label="ours")
-    left.bar([i + 0.2 for i in x], base, 0.4, label="baseline (raw driver / single model)")
+    left.bar([i - 0.27 for i in x], ours, 0.27, label="ours")
+    left.bar(list(x), base, 0.27, label="baseline (raw driver / single model)")
+    left.bar([i + 0.27 for i in x], peer, 0.27, label="peer (Debezium / MongoDB sink connector)")
     left.set_yscale("log")
     left.set_xticks(list(x), labels, fontsize=8)
     left.set_ylabel("per second (log scale)")
@@ -181,6 +185,11 @@ def chart(results: Results, path: Path) -> None:
             labels.append(stage)
             p50.append(figures[a])
             p99.append(figures[b])
+    relay = results.get("relay", {})
+    if relay.get("debezium_p50_ms") is not None and relay.get("debezium_p99_ms") is not None:
+        labels.append("relay\nDebezium")
+        p50.append(relay["debezium_p50_ms"])
+        p99.append(relay["debezium_p99_ms"])
     if results.get("e2e", {}).get("polling_p99_ms") is not None:
         labels.append("e2e polling")
         p50.append(0)
