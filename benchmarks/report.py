@@ -99,13 +99,16 @@ def peers(results: Results) -> list[str]:
         "fallback), publishes them and marks each row published with an UPDATE. Debezium 3.6.1 "
         "(Kafka Connect standalone, PostgreSQL connector, pgoutput) reads the inserts from the "
         "WAL through a replication slot and its outbox event router turns each row into a "
-        "message (key aggregate_id, value the payload); it writes nothing back to the table.",
+        "message (key aggregate_id, value the payload); it writes nothing back to the table. "
+        "Its settings are the defaults but poll.interval.ms 10 (500 would add up to half a "
+        "second whenever its queue runs empty).",
         "- **projector**: ours keeps version guards (a product event writes only over an older "
         "version, so a replayed or late event is skipped) and applies each event to four read "
         "models (product list, product detail, review tallies, category figures). MongoDB's "
         "Kafka sink connector 2.0.1 replaces one document per event (the event's JSON, _id = "
-        "aggregate_id, upserted) in one collection, with no version check; at most 50 writes "
-        "per bulk, as FerretDB v1 hangs on the default 500.",
+        "aggregate_id, upserted) in one collection, with no version check. It runs one task "
+        "(the default; ours applies up to 6 partitions side by side) and at most 50 writes per "
+        "bulk, as FerretDB v1 hangs on the default 500.",
         "",
     ]
 
