@@ -106,9 +106,9 @@ def peers(results: Results) -> list[str]:
         "version, so a replayed or late event is skipped) and applies each event to four read "
         "models (product list, product detail, review tallies, category figures). MongoDB's "
         "Kafka sink connector 2.0.1 replaces one document per event (the event's JSON, _id = "
-        "aggregate_id, upserted) in one collection, with no version check. It runs one task "
-        "(the default; ours applies up to 6 partitions side by side) and at most 50 writes per "
-        "bulk, as FerretDB v1 hangs on the default 500.",
+        "aggregate_id, upserted) in one collection, with no version check. It runs two tasks "
+        "(the default is one; ours applies up to 6 partitions side by side) of at most 25 "
+        "writes per bulk, as FerretDB v1 hangs on the default 500.",
         "",
     ]
 
