@@ -21,7 +21,15 @@ TARGETS = [
     Target("command ≥ 0.6 of raw", lambda r: r["command"]["ratio"] >= 0.6),
     Target("relay ≥ 0.7 of raw", lambda r: r["relay"]["ratio"] >= 0.7),
     Target("relay ≥ 3x the command rate", lambda r: r["relay"]["eps"] >= 3 * r["command"]["rps"]),
+    Target(
+        "relay commit-to-topic p99 ≤ Debezium's",
+        lambda r: r["relay"]["p99_ms"] <= r["relay"]["debezium_p99_ms"],
+    ),
     Target("projector ≥ 0.5 of raw", lambda r: r["projector"]["ratio"] >= 0.5),
+    Target(
+        "projector ≥ the sink connector's events/s",
+        lambda r: r["projector"]["eps"] >= r["projector"]["sink_eps"],
+    ),
     Target(
         "projector ≥ 10x one-at-a-time",
         lambda r: r["projector"]["eps"] >= 10 * r["projector"]["single_eps"],
