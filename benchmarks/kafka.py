@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -67,6 +68,30 @@ async def group_progress(admin: AIOKafkaAdminClient, group: str) -> int:
     return sum(max(0, meta.offset) for meta in offsets.values())
 
 
+async def _count_until(
+    count: Callable[[], Awaitable[int]], total: int, limit: float
+) -> tuple[float | None, int, int]:
+    """Ask `count` every 0.2 s until it reaches `total` or `limit` seconds pass.
+
+    Returns the seconds from its first answer above 0 (None if there was none), what it
+    counted since then, and its last answer.
+    """
+    deadline = time.monotonic() + limit
+    first: tuple[float, int] | None = None
+    done = 0
+    while time.monotonic() < deadline:
+        done = await count()
+        now = time.perf_counter()
+        if first is None and done > 0:
+            first = (now, done)
+        if done >= total and first is not None:
+            return now - first[0], done - first[1], done
+        await asyncio.sleep(0.2)
+    if first is None:
+        return None, 0, done
+    return time.perf_counter() - first[0], done - first[1], done
+
+
 async def watch_group(bootstrap: str, group: str, total: int, limit: float) -> tuple[float, int]:
     """Wait until `group` committed `total` messages; (seconds from first commit, messages since).
 
@@ -75,24 +100,21 @@ async def watch_group(bootstrap: str, group: str, total: int, limit: float) -> t
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
+    last = 0
+
+    async def committed() -> int:
+        nonlocal last
+        with contextlib.suppress(Exception):  # the group may not exist yet: keep the last
+            last = await group_progress(admin, group)
+        return last
+
     try:
-        deadline = time.monotonic() + limit
-        first: tuple[float, int] | None = None
-        done = 0
-        while time.monotonic() < deadline:
-            with contextlib.suppress(Exception):
-                done = await group_progress(admin, group)
-            now = time.perf_counter()
-            if first is None and done > 0:
-                first = (now, done)
-            if done >= total and first is not None:
-                return now - first[0], done - first[1]
-            await asyncio.sleep(0.2)
-        if first is None:
-            raise RuntimeError(f"group {group} committed nothing in {limit:.0f}s")
-        return time.perf_counter() - first[0], done - first[1]
+        seconds, since, _ = await _count_until(committed, total, limit)
     finally:
         await admin.close()
+    if seconds is None:
+        raise RuntimeError(f"group {group} committed nothing in {limit:.0f}s")
+    return seconds, since
 
 
 async def watch_topic(bootstrap: str, topic: str, total: int, limit: float) -> tuple[float, int]:
@@ -104,20 +126,16 @@ async def watch_topic(bootstrap: str, topic: str, total: int, limit: float) -> t
     await consumer.start()
     try:
         parts = await partitions(bootstrap, topic)
-        deadline = time.monotonic() + limit
-        first: tuple[float, int] | None = None
-        done = 0
-        while time.monotonic() < deadline:
-            done = sum((await consumer.end_offsets(parts)).values())
-            now = time.perf_counter()
-            if first is None and done > 0:
-                first = (now, done)
-            if done >= total and first is not None:
-                return now - first[0], done - first[1]
-            await asyncio.sleep(0.2)
-        raise RuntimeError(f"{topic} holds {done} of {total} messages after {limit:.0f}s")
+
+        async def held() -> int:
+            return sum((await consumer.end_offsets(parts)).values())
+
+        seconds, since, done = await _count_until(held, total, limit)
     finally:
         await stop_quietly(consumer)
+    if seconds is None or done < total:
+        raise RuntimeError(f"{topic} holds {done} of {total} messages after {limit:.0f}s")
+    return seconds, since
 
 
 class ArrivalClock:

@@ -397,13 +397,6 @@ async def test_rebuild_replays_both_topics_into_a_new_generation_while_writes_co
         ReviewHistory(histories[1].state.id, rating=4, author=f"late{i}") for i in range(5)
     ]
 
-    def strip(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        internal = {"_seq", "_marked_at", "_dirty", "rev", "rating_rev"}
-        return sorted(
-            ({k: v for k, v in d.items() if k not in internal} for d in docs),
-            key=lambda d: d["_id"],
-        )
-
     async def converged(expected_products: int, expected_reviews: int) -> bool:
         generation = await live_generation(mongo_db)()
         categories = mongo_db[generation.collection(CATEGORIES_COLLECTION)]
@@ -450,21 +443,48 @@ async def test_rebuild_replays_both_topics_into_a_new_generation_while_writes_co
     names = await mongo_db.list_collection_names()
     assert not set(live_names) & set(names)
     # The new generation equals a projection of everything from scratch.
-    fresh = await Projection.open(mongo_db, _fixed("check"))
-    everything: list[CatalogEvent] = [e for h in [*histories, *late] for e in h.events] + [
-        e for r in [*reviews, *late_reviews] for e in r.events
-    ]
-    await fresh.apply(everything)
-    await fresh.recompute_categories({"cat0", "cat1", "cat2"})
-    check = await fresh.generation()
+    expected = await projected_from_scratch(
+        mongo_db, [*histories, *late], [*reviews, *late_reviews], {"cat0", "cat1", "cat2"}
+    )
     for name in live_names:
-        expected = strip(await mongo_db[check.collection(name)].find({}).to_list())
-        assert live[name] == expected, name
+        assert live[name] == expected[name], name
     second = await mongo_db[report.new.collection(PRODUCT_LIST_COLLECTION)].find_one(
         {"_id": str(histories[1].state.id)}
     )
     assert second is not None
     assert second["rating_count"] == len(late_reviews)
+
+
+# What a generation's documents hold for the projector's own bookkeeping, not for readers.
+INTERNAL = {"_seq", "_marked_at", "_dirty", "rev", "rating_rev"}
+
+
+def strip(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Documents without their bookkeeping fields, in `_id` order, to compare generations."""
+    return sorted(
+        ({k: v for k, v in d.items() if k not in INTERNAL} for d in docs), key=lambda d: d["_id"]
+    )
+
+
+async def projected_from_scratch(
+    db: Db,
+    histories: list[ProductHistory],
+    reviews: list[ReviewHistory],
+    categories: set[str],
+) -> dict[str, list[dict[str, Any]]]:
+    """Every collection of a generation ("check") that projects these histories' events from
+    nothing, stripped of bookkeeping."""
+    fresh = await Projection.open(db, _fixed("check"))
+    everything: list[CatalogEvent] = [e for h in histories for e in h.events] + [
+        e for r in reviews for e in r.events
+    ]
+    await fresh.apply(everything)
+    await fresh.recompute_categories(categories)
+    check = await fresh.generation()
+    return {
+        name: strip(await db[check.collection(name)].find({}).to_list())
+        for name in GENERATION_COLLECTIONS
+    }
 
 
 def _fixed(name: str) -> Any:

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from catalog_contracts.events import CatalogEvent
 from catalog_contracts.read_models import (
     CATEGORIES_COLLECTION,
     GENERATION_COLLECTIONS,
@@ -24,12 +23,10 @@ from catalog_contracts.read_models import (
 )
 from catalog_read_models.generations import (
     PointerMoved,
-    fixed_generation,
     live_generation,
     read_pointer,
     switch_pointer,
 )
-from catalog_read_models.projection import Projection
 from catalog_read_models.rebuild import (
     REBUILD_LOCK_ID,
     LineProgress,
@@ -41,9 +38,11 @@ from tests.fixtures.events import ProductHistory, ReviewHistory
 from tests.fixtures.infra import Infra
 from tests.integration.test_projector import (
     Db,
+    projected_from_scratch,
     publish,
     reviews_topic,
     running_projector,
+    strip,
     wait_for,
     wire,
 )
@@ -53,13 +52,6 @@ pytestmark = pytest.mark.integration
 __all__ = ["reviews_topic"]  # a fixture of this module too
 
 LIVE = [name for name in GENERATION_COLLECTIONS if name != "products"]
-INTERNAL = {"_seq", "_marked_at", "_dirty", "rev", "rating_rev"}
-
-
-def strip(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(
-        ({k: v for k, v in d.items() if k not in INTERNAL} for d in docs), key=lambda d: d["_id"]
-    )
 
 
 def damage(
@@ -161,16 +153,11 @@ async def test_one_read_model_is_rebuilt_alone_while_writes_continue(
         assert any(line.startswith("replay: ") and "(100.0%)" in line for line in lines)
     # Every read model equals a projection of everything from scratch: the damage is gone and
     # the late writes are in.
-    fresh = await Projection.open(mongo_db, fixed_generation(generation_named("check")))
-    everything: list[CatalogEvent] = [e for h in [*histories, *late] for e in h.events] + [
-        e for r in [*reviews, *late_reviews] for e in r.events
-    ]
-    await fresh.apply(everything)
-    await fresh.recompute_categories({"cat0", "cat1", "cat2"})
-    check = await fresh.generation()
+    expected = await projected_from_scratch(
+        mongo_db, [*histories, *late], [*reviews, *late_reviews], {"cat0", "cat1", "cat2"}
+    )
     for name in LIVE:
-        expected = strip(await mongo_db[check.collection(name)].find({}).to_list())
-        assert live[name] == expected, name
+        assert live[name] == expected[name], name
 
 
 def _pointer(generation: Generation) -> dict[str, Any]:

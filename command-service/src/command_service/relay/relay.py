@@ -166,7 +166,6 @@ class OutboxRelay:
         self._unroutable: dict[str, int] = {}
         self._traced = tracing_enabled()
         self.shards: frozenset[int] = frozenset()  # the shards this relay publishes now
-        self.is_leader = False  # whether it publishes any
 
     async def run(self, stop: asyncio.Event) -> None:
         """Campaign for leadership and publish while leader, until `stop` is set."""
@@ -241,7 +240,6 @@ class OutboxRelay:
             self._show_shards()
 
     def _show_shards(self) -> None:
-        self.is_leader = bool(self.shards)
         self._metrics.leader.set(1 if self.shards else 0)
         self._metrics.shards_held.set(len(self.shards))
 
