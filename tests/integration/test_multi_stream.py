@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -22,6 +23,7 @@ from catalog_contracts.read_models import (
     ProductListDocument,
     ReviewDocument,
 )
+from catalog_read_models import categories
 from catalog_read_models.projection import Projection
 from tests.fixtures.events import T0, ProductHistory, ReviewHistory
 
@@ -233,3 +235,33 @@ async def test_category_staleness_counts_from_the_oldest_unrefreshed_mark(mongo_
     old = await mongo_db["categories"].find_one({"_id": "old"})
     assert old is not None
     assert old["product_count"] == 1
+
+
+async def test_marks_racing_the_refresh_are_never_lost(mongo_db: Db) -> None:
+    """A product joins a marked category while a refresh of it runs: once refreshed to the
+    end, the category counts it. On FerretDB, which updates a document by reading it and
+    writing it back, a refresh that read the category before the mark and wrote after it
+    would drop the mark, and the category would stay one short for good. Each round races a
+    fresh category, with the mark a little later each time."""
+    projection = await Projection.open(mongo_db)
+    generation = await projection.generation()
+    products = mongo_db[PRODUCT_DETAIL_COLLECTION]
+    document = {"status": "active", "stock": 1, "price_cents": 100}
+
+    async def join(name: str, product: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await products.insert_one({"_id": product, "category": name, **document})
+        await categories.mark(mongo_db, projection.store, generation, [name])
+
+    rounds = 200
+    for i in range(rounds):
+        await join(f"c{i}", f"{i}-first", 0)
+        await asyncio.gather(
+            projection.refresh_categories(), join(f"c{i}", f"{i}-second", i % 7 / 1000)
+        )
+    while await projection.refresh_categories():
+        pass
+    counts = Counter(
+        {doc["_id"]: doc["product_count"] async for doc in mongo_db["categories"].find({})}
+    )
+    assert counts == Counter({f"c{i}": 2 for i in range(rounds)})

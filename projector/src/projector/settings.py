@@ -43,9 +43,7 @@ class ProjectorSettings(BaseSettings):
     # reading every document in it) is not kept busy with refreshes while batches wait.
     category_refresh_share: float = Field(0.25, gt=0, le=1)
     # How many partitions' batches are applied at the same time (each one's events in order).
-    # 1 until category marks are atomic on FerretDB: side by side, a mark racing the category
-    # refresh was lost in the fault suite (a category that never converged).
-    partition_concurrency: int = Field(1, ge=1, le=64)
+    partition_concurrency: int = Field(6, ge=1, le=64)
     # Static group membership: a projector restarted with the same id within the session
     # timeout gets its partitions back without a rebalance of the group. Unique per process
     # (the pod's name on Kubernetes); unset, membership is dynamic.

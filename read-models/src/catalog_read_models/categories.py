@@ -58,16 +58,17 @@ async def _bump(collection: Collection, name: str, now: float) -> None:
     await collection.update_one({"_id": name}, update, upsert=True)
 
 
-async def mark(db: Db, generation: Generation, categories: Iterable[str]) -> None:
+async def mark(db: Db, store: Store, generation: Generation, categories: Iterable[str]) -> None:
     """Mark categories whose figures may have changed; `refresh` redoes them."""
     collection = db[generation.collection(CATEGORIES_COLLECTION)]
     now = time.time()
     for name in sorted(set(categories)):
-        # The first mark since the last refresh starts the staleness clock.
-        await collection.update_one(
-            {"_id": name, "_dirty": {"$ne": True}}, {"$set": {MARKED_AT: now}}
-        )
-        await MARK_RACE.call(functools.partial(_bump, collection, name, now))
+        async with store.shared_write():
+            # The first mark since the last refresh starts the staleness clock.
+            await collection.update_one(
+                {"_id": name, "_dirty": {"$ne": True}}, {"$set": {MARKED_AT: now}}
+            )
+            await MARK_RACE.call(functools.partial(_bump, collection, name, now))
 
 
 async def refresh(db: Db, store: Store, generation: Generation) -> int:
@@ -89,7 +90,8 @@ async def refresh(db: Db, store: Store, generation: Generation) -> int:
     for name, seq in seqs.items():
         row = figures.get(name)
         document = category_document(name, row) if row else {"_id": name, "product_count": 0}
-        await collection.replace_one({"_id": name, "_seq": seq}, {**document, "_seq": seq})
+        async with store.shared_write():
+            await collection.replace_one({"_id": name, "_seq": seq}, {**document, "_seq": seq})
     return len(seqs)
 
 
@@ -105,7 +107,7 @@ async def recompute(
     db: Db, store: Store, generation: Generation, categories: Iterable[str]
 ) -> None:
     """Mark these categories and refresh every marked one now (rebuild, reconcile)."""
-    await mark(db, generation, categories)
+    await mark(db, store, generation, categories)
     await refresh(db, store, generation)
 
 
@@ -128,7 +130,7 @@ class Categories:
             previous = getattr(event.data, "previous", None)
             if isinstance(previous, dict) and isinstance(previous.get("category"), str):
                 touched.add(previous["category"])
-        await mark(batch.db, batch.generation, touched)
+        await mark(batch.db, batch.store, batch.generation, touched)
 
     async def compare(self, write: WriteModel, db: Db, generation: Generation) -> Comparison:
         """Every category's figures against PostgreSQL's aggregation."""

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Sequence
 
 from pymongo.errors import PyMongoError
 
 from catalog_contracts.events import PRODUCT_EVENT_CLASSES, CatalogEvent, ProductEvent, ReviewEvent
-from catalog_contracts.read_models import CATEGORIES_COLLECTION, Generation
+from catalog_contracts.read_models import Generation
 from catalog_read_models import categories
 from catalog_read_models.generations import Db, GenerationSource, live_generation
 from catalog_read_models.registry import ApplyResult, Batch, ReadModel, registry
@@ -30,11 +29,6 @@ class Projection:
         self.store = store
         self._generation = generation or live_generation(db)
         self.read_models = tuple(read_models or registry())
-        # Category documents are shared by every partition's products, and a store such as
-        # FerretDB updates a document by read-modify-write: batches applied side by side in
-        # this process mark them one at a time, or a mark can be lost (and its category never
-        # refreshed). The other read models' documents belong to one product, one partition.
-        self._shared = asyncio.Lock()
 
     @classmethod
     async def open(cls, db: Db, generation: GenerationSource | None = None) -> Projection:
@@ -100,11 +94,7 @@ class Projection:
             for model in self.read_models:
                 if not model.event_types & types:
                     continue
-                if model.name == CATEGORIES_COLLECTION:
-                    async with self._shared:
-                        await model.apply(batch)
-                else:
-                    await model.apply(batch)
+                await model.apply(batch)
         except PyMongoError as exc:
             raise ReadModelUnavailable(str(exc)) from exc
         return result

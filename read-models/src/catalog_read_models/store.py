@@ -9,7 +9,9 @@ indexes exist. The read models call this adapter and never branch on the server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -85,9 +87,17 @@ class Store(Protocol):
     ) -> list[dict[str, Any]]:
         """The documents of these ids that exist."""
 
+    def shared_write(self) -> AbstractAsyncContextManager[object]:
+        """Held around each conditional write to a document that writers of every partition
+        change (a category's), so that none of them is lost."""
+
 
 class MongoStore:
     """MongoDB: unordered bulk writes and one `$group` for category figures."""
+
+    def shared_write(self) -> AbstractAsyncContextManager[object]:
+        """Nothing to hold: MongoDB applies each single-document update atomically."""
+        return contextlib.nullcontext()
 
     async def find_by_ids(
         self,
@@ -159,6 +169,14 @@ class FerretStore:
 
     def __init__(self, concurrency: int = 16) -> None:
         self._concurrency = concurrency
+        self._shared = asyncio.Lock()
+
+    def shared_write(self) -> AbstractAsyncContextManager[object]:
+        """This process's writes to shared documents one at a time: FerretDB v1 updates a
+        document by reading it and writing it back, so two updates of one document at once can
+        lose one (a category mark overwritten by a refresh that read before it). Writers in
+        other processes are not covered: locally one projector runs."""
+        return self._shared
 
     async def find_by_ids(
         self,
