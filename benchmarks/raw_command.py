@@ -27,7 +27,10 @@ import asyncpg
 import uvloop
 
 from benchmarks.common import open_loop
-from command_service.adapters.postgres import init_connection  # the service's jsonb codec
+from command_service.adapters.postgres import (  # the service's jsonb codec and reset
+    init_connection,
+    keep_session,
+)
 
 COLUMNS = "id, name, description, category, price, stock, status, version, created_at, updated_at"
 INSERT_PRODUCT = f"INSERT INTO products ({COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
@@ -156,7 +159,7 @@ class Tally:
 
 async def pool(dsn: str) -> asyncpg.Pool:
     created = await asyncpg.create_pool(
-        dsn, min_size=POOL_SIZE, max_size=POOL_SIZE, init=init_connection
+        dsn, min_size=POOL_SIZE, max_size=POOL_SIZE, init=init_connection, reset=keep_session
     )
     assert created is not None
     return created

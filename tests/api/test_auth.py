@@ -4,6 +4,7 @@ key id, missing scope), through the ASGI app over the in-memory write model."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -267,3 +268,52 @@ def test_the_dev_token_has_both_scopes_for_dev(tmp_path: Path) -> None:
         "catalog:write catalog:moderate",
         "catalog-api",
     )
+
+
+# ------------------------------------------------------------ remembered tokens
+
+
+async def test_a_remembered_token_still_expires(tmp_path: Path) -> None:
+    (tmp_path / "jwks.json").write_text(json.dumps(jwks((EC_KEY, "ec-1", "ES256"))))
+    verifier = TokenVerifier(
+        KeySet(tmp_path / "jwks.json"), issuer=ISSUER, audience=AUDIENCE, leeway=0
+    )
+    short = token(ttl=1)
+    expires = jwt.decode(short, options={"verify_signature": False})["exp"]
+    assert (await verifier.verify(f"Bearer {short}")).subject == "ada"
+    assert (await verifier.verify(f"Bearer {short}")).subject == "ada"  # remembered
+    await asyncio.sleep(max(0.0, expires - time.time()) + 0.05)
+    with pytest.raises(InvalidToken, match="expired"):
+        await verifier.verify(f"Bearer {short}")
+
+
+async def test_a_remembered_token_is_refused_once_its_key_is_rotated_out(tmp_path: Path) -> None:
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(jwks((EC_KEY, "ec-1", "ES256"))))
+    verifier = TokenVerifier(KeySet(path, refresh_interval=0), issuer=ISSUER, audience=AUDIENCE)
+    old = token()
+    await verifier.verify(f"Bearer {old}")
+    path.write_text(json.dumps(jwks((OTHER_EC_KEY, "ec-2", "ES256"))))
+    # A token of the new key makes the key set reload, without the old key.
+    await verifier.verify(f"Bearer {token(key=OTHER_EC_KEY, kid='ec-2')}")
+    with pytest.raises(InvalidToken, match="unknown key id"):
+        await verifier.verify(f"Bearer {old}")
+
+
+async def test_a_token_differing_in_its_signature_is_not_the_remembered_one(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "jwks.json").write_text(json.dumps(jwks((EC_KEY, "ec-1", "ES256"))))
+    verifier = TokenVerifier(KeySet(tmp_path / "jwks.json"), issuer=ISSUER, audience=AUDIENCE)
+    good = token()
+    await verifier.verify(f"Bearer {good}")
+    head, body, _ = good.split(".")
+    forged = jwt.encode(
+        jwt.decode(good, options={"verify_signature": False}),
+        OTHER_EC_KEY,
+        algorithm="ES256",
+        headers={"kid": "ec-1"},
+    )
+    assert forged.split(".")[:2] == [head, body]
+    with pytest.raises(InvalidToken, match="Signature verification failed"):
+        await verifier.verify(f"Bearer {forged}")

@@ -5,6 +5,11 @@ allowed, so `alg: none` and a symmetric algorithm keyed with the public key are 
 any signature is computed. The key set comes from a file or a URL, is cached, and is fetched
 again when a token names an unknown `kid` (at most once per `refresh_interval`, so a flood of
 made-up key ids cannot turn into a flood of fetches).
+
+A token that verified is remembered for a minute (at most 4,096 of them), because clients send
+the same token with every command and an ES256 verification costs more CPU than the rest of
+the authentication: a remembered token is still refused once it expires or once its key is no
+longer in the key set, and the cache is keyed by the whole token, signature included.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from cachetools import TTLCache
 from jwt import PyJWK, PyJWKSet
 
 ALGORITHMS = ("ES256", "RS256")
@@ -79,6 +85,10 @@ class KeySet:
         except KeyError:
             raise InvalidToken(f"unknown key id {kid!r}") from None
 
+    def holds(self, kid: str, key: PyJWK) -> bool:
+        """Whether `key` is still the key set's key `kid` (false after a rotation dropped it)."""
+        return self._keys.get(kid) is key
+
     def _load(self) -> dict[str, PyJWK]:
         if isinstance(self._source, Path):
             document: Any = json.loads(self._source.read_text())
@@ -89,14 +99,37 @@ class KeySet:
         return {key.key_id: key for key in keys if key.key_id}
 
 
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A token that verified: whom it speaks for, with what key, and when it is valid."""
+
+    principal: Principal
+    kid: str
+    key: PyJWK
+    not_before: float
+    expires: float
+
+
 class TokenVerifier:
     """Checks signature, `iss`, `aud`, `exp`/`nbf` (with leeway) and reads `sub` and `scope`."""
 
-    def __init__(self, keys: KeySet, *, issuer: str, audience: str, leeway: float = 30) -> None:
+    def __init__(
+        self,
+        keys: KeySet,
+        *,
+        issuer: str,
+        audience: str,
+        leeway: float = 30,
+        remember_seconds: float = 60,
+        remember_tokens: int = 4096,
+    ) -> None:
         self._keys = keys
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway
+        self._verified: TTLCache[str, _Verified] | None = (
+            TTLCache(remember_tokens, remember_seconds) if remember_seconds > 0 else None
+        )
 
     async def verify(self, authorization: str | None) -> Principal:
         """The principal of an `Authorization: Bearer` header; InvalidToken otherwise."""
@@ -106,6 +139,14 @@ class TokenVerifier:
         if scheme.lower() != "bearer" or not token.strip():
             raise InvalidToken("the Authorization header must be 'Bearer <token>'")
         token = token.strip()
+        if self._verified is not None and (known := self._verified.get(token)) is not None:
+            now = time.time()
+            if (
+                known.not_before - self._leeway <= now < known.expires + self._leeway
+                and self._keys.holds(known.kid, known.key)
+            ):
+                return known.principal
+            self._verified.pop(token, None)
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -134,4 +175,14 @@ class TokenVerifier:
         scope = claims.get("scope", "")
         if not isinstance(scope, str):
             raise InvalidToken("the token's scope must be a space-separated string")
-        return Principal(subject, frozenset(scope.split()))
+        principal = Principal(subject, frozenset(scope.split()))
+        if self._verified is not None:
+            not_before = claims.get("nbf")
+            self._verified[token] = _Verified(
+                principal,
+                kid,
+                key,
+                float(not_before) if isinstance(not_before, int | float) else float("-inf"),
+                float(claims["exp"]),
+            )
+        return principal
