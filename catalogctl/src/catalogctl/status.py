@@ -126,8 +126,7 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | 
     return None
 
 
-def projector_metrics(url: str, timeout: float = 5.0) -> dict[str, Any]:
-    """Categories staleness and commit-to-view quantiles from the projector's /metrics."""
+def _scrape(url: str, timeout: float) -> tuple[float | None, list[tuple[float, float]]]:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         text = response.read().decode()
     staleness: float | None = None
@@ -138,6 +137,17 @@ def projector_metrics(url: str, timeout: float = 5.0) -> dict[str, Any]:
                 staleness = sample.value
             elif sample.name == "projector_commit_to_view_seconds_bucket":
                 buckets.append((float(sample.labels["le"]), sample.value))
+    return staleness, buckets
+
+
+def commit_to_view_buckets(url: str, timeout: float = 5.0) -> list[tuple[float, float]]:
+    """The projector's commit-to-view histogram now: cumulative (upper bound, count) buckets."""
+    return _scrape(url, timeout)[1]
+
+
+def projector_metrics(url: str, timeout: float = 5.0) -> dict[str, Any]:
+    """Categories staleness and commit-to-view quantiles from the projector's /metrics."""
+    staleness, buckets = _scrape(url, timeout)
     p50, p99 = histogram_quantile(0.5, buckets), histogram_quantile(0.99, buckets)
     return {
         "categories_staleness_seconds": staleness,

@@ -54,7 +54,9 @@ def category_document(name: str, row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def _bump(collection: Collection, name: str, now: float) -> None:
-    update = {"$inc": {"_seq": 1}, "$set": {"_dirty": True}, "$setOnInsert": {MARKED_AT: now}}
+    # `$min`: the first mark since the last refresh starts the staleness clock (a refresh
+    # writes the category back without the stamp), later ones leave it.
+    update = {"$inc": {"_seq": 1}, "$set": {"_dirty": True}, "$min": {MARKED_AT: now}}
     await collection.update_one({"_id": name}, update, upsert=True)
 
 
@@ -64,10 +66,6 @@ async def mark(db: Db, store: Store, generation: Generation, categories: Iterabl
     now = time.time()
     for name in sorted(set(categories)):
         async with store.shared_write():
-            # The first mark since the last refresh starts the staleness clock.
-            await collection.update_one(
-                {"_id": name, "_dirty": {"$ne": True}}, {"$set": {MARKED_AT: now}}
-            )
             await MARK_RACE.call(functools.partial(_bump, collection, name, now))
 
 
