@@ -20,7 +20,8 @@ from typing import TypeVar
 REPO = Path(__file__).resolve().parents[1]
 STACKCTL = REPO / "deploy" / "local" / "stackctl"
 VENV_BIN = Path(sys.executable).parent
-OUT_DIR = REPO / ".run" / "bench"
+# Where a run writes its results, logs and stack (BENCH_OUT_DIR: elsewhere, e.g. a test).
+OUT_DIR = Path(os.environ.get("BENCH_OUT_DIR") or REPO / ".run" / "bench")
 T = TypeVar("T")
 
 
@@ -123,7 +124,7 @@ def fresh_stack(*, reuse: bool = False) -> None:
     directory = stack_dir()
     if reuse and (directory / "stack.json").exists():
         say(f"starting the benchmark's stack of the last run in {directory}")
-        subprocess.run([str(STACKCTL), "up"], check=True, env=_stack_environ())
+        _up()
         return
     if directory.exists():
         stackctl("down", check=False)
@@ -134,7 +135,19 @@ def fresh_stack(*, reuse: bool = False) -> None:
             break
         path.chmod(path.stat().st_mode | 0o755)
     say(f"starting the benchmark's own stack in {directory}")
-    subprocess.run([str(STACKCTL), "up"], check=True, env=_stack_environ())
+    _up()
+
+
+def _up() -> None:
+    """`stackctl up`, and once more if it fails: `up` starts only what is not running yet, and
+    a first start on a fresh machine was seen to fail once and pass when run again (its error,
+    with the part's supervisord state and last log lines, stays on the output)."""
+    for attempt in (1, 2):
+        if subprocess.run([str(STACKCTL), "up"], env=_stack_environ()).returncode == 0:
+            return
+        if attempt == 1:
+            say("the stack did not start (see above); `stackctl up` once more")
+    raise RuntimeError(f"the benchmark's stack did not start; logs in {stack_dir() / 'logs'}")
 
 
 def stop_stack() -> None:

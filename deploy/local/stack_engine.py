@@ -417,7 +417,22 @@ def wait_until(
         error = gave_up.last_attempt.exception() if gave_up.last_attempt.failed else None
         last_error = f"{type(error).__name__}: {error}" if error else ""
         hint = f"; see {stack.logs / (log_name + '.log')}" if log_name else ""
-        raise StackError(f"{what} not healthy after {timeout:.0f}s ({last_error}){hint}") from None
+        raise StackError(
+            f"{what} not healthy after {timeout:.0f}s ({last_error}){hint}"
+            + (diagnosis(stack, log_name) if log_name else "")
+        ) from None
+
+
+def diagnosis(stack: Stack, name: str, lines: int = 15) -> str:
+    """What supervisord says of a program and the end of its log, for an error message: a
+    part that never answered is told apart from one that exited, or never started."""
+    if not supervisord_running(stack):
+        return "\n  supervisord is not running"
+    state = ctl(stack, "status", name, check=False).stdout.strip() or "(no status)"
+    log = stack.logs / f"{name}.log"
+    tail = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
+    shown = "\n    ".join(tail) if tail else "(empty)"
+    return f"\n  supervisord: {state}\n  last lines of {log.name}:\n    {shown}"
 
 
 def wait_healthy(stack: Stack, name: str, timeout: float) -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -460,10 +461,34 @@ def test_a_wait_that_times_out_names_the_last_error_and_the_log(tmp_path: Path) 
 
     expected = (
         r"^mongo not healthy after 1s \(ConnectionRefusedError: 127\.0\.0\.1:17017: "
-        rf"Connection refused\); see {re.escape(str(stack.logs))}/mongo\.log$"
+        rf"Connection refused\); see {re.escape(str(stack.logs))}/mongo\.log"
+        r"\n  supervisord is not running$"
     )
     with pytest.raises(StackError, match=expected):
         stack_engine.wait_until("mongo", refused, 0.6, stack, "mongo")
+
+
+def test_a_timed_out_part_is_shown_with_its_program_state_and_last_log_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = make_stack(tmp_path)
+    stack.logs.mkdir(parents=True)
+    (stack.logs / "mongo.log").write_text("".join(f"line {n}\n" for n in range(40)))
+    asked: list[tuple[str, ...]] = []
+
+    def ctl(_: object, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        asked.append(args)
+        return subprocess.CompletedProcess(args, 3, "mongo  EXITED  Dec 07 04:59 PM\n", "")
+
+    monkeypatch.setattr(stack_engine, "supervisord_running", lambda _: True)
+    monkeypatch.setattr(stack_engine, "ctl", ctl)
+    with pytest.raises(StackError) as raised:
+        stack_engine.wait_until("mongo", lambda: False, 0.3, stack, "mongo")
+    message = str(raised.value)
+    assert asked == [("status", "mongo")]
+    assert "\n  supervisord: mongo  EXITED  Dec 07 04:59 PM\n" in message
+    assert message.endswith("\n    ".join(f"line {n}" for n in range(25, 40)))
+    assert "line 24" not in message
 
 
 # --------------------------------------------------------------------------- the gateway
