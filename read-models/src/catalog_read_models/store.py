@@ -2,8 +2,10 @@
 
 MongoDB and FerretDB v1 speak the same protocol differently: FerretDB's bulk writes stop at
 the first error whatever `ordered` says and report the wrong index, its `$group` computes only
-the first accumulator and lacks `$min`/`$max`, and it fails a multi-index request when some
-indexes exist. The read models call this adapter and never branch on the server.
+the first accumulator and lacks `$min`/`$max`, it fails a multi-index request when some
+indexes exist, and it updates a document by reading it and writing it back (two concurrent
+updates of one document can lose one). The read models call this adapter and never branch on
+the server.
 """
 
 from __future__ import annotations
