@@ -324,7 +324,8 @@ async def test_rows_of_a_type_without_a_topic_wait_reported_and_block_nothing(
             waiting = await sample_reaches(
                 registry, "outbox_unroutable_rows", {"aggregate_type": "review"}, 3
             )
-            backlog = registry.get_sample_value("outbox_backlog_rows")
+            # The gauges are refreshed every second, beside the publishing.
+            backlog = await sample_reaches(registry, "outbox_backlog_rows", {}, 3)
     assert [orjson.loads(r.value)["label"] for r in records] == ["product-1", "product-2"]
     assert waiting == 3
     assert backlog == 3, "the rows that wait keep the backlog alerts firing"
