@@ -2,13 +2,17 @@
 figures from the review tally.
 
 A product event sets the product fields guarded by `version`; a document it creates starts
-with no figures (`rating_rev` 0). Rating figures are then copied from the tally guarded by
-`rating_rev < rev`, for every product of the batch, from a read of the tally made after the
-product write: no tally change can fall between that read and the write, without a stub
-document, and a review that came before its product shows up in the same batch as the
-product's document. (The tally is read once per product and model: reading it before the
-insert too, to create the document with its figures, was a third more store round trips per
-new product, for figures that are rarely there.)
+with the figures of the tally as read just before. Rating figures are then copied from the
+tally guarded by `rating_rev < rev`, for every product of the batch: re-reading the tally
+after the product write closes the race "tally updated between that read and the insert"
+without a stub document, and a review that came before its product shows up the moment the
+product's document exists.
+
+The read before the insert costs a round trip per new product and model, and was once
+dropped (documents created without figures, the copy after the write filling them in): then
+every new product whose reviews came first needs one more update, and on FerretDB, whose
+updates read the document and write it back, two appliers of one product (a rebalance's
+overlap) lost a figure update that way (`test_two_concurrent_appliers_of_one_products_events`).
 """
 
 from __future__ import annotations
@@ -73,16 +77,18 @@ class ProductDocuments:
         tallies = batch.collection(RATINGS_COLLECTION)
         events = list(batch.products.values())
         if events:
-            no_figures = {**self.rating_fields(NO_FIGURES), RATING_REV: 0}
-            writes = [
-                GuardedWrite(
-                    str(event.state.id),
-                    event.state.version,
-                    self.product_fields(event.state),
-                    on_insert=no_figures,
+            before = await read_tallies(batch.store, tallies, batch.products)
+            writes = []
+            for event in events:
+                rev, figures = before.get(str(event.state.id), (0, NO_FIGURES))
+                writes.append(
+                    GuardedWrite(
+                        str(event.state.id),
+                        event.state.version,
+                        self.product_fields(event.state),
+                        on_insert={**self.rating_fields(figures), RATING_REV: rev},
+                    )
                 )
-                for event in events
-            ]
             applied = await batch.store.guarded_writes(collection, writes)
             if self.counts_events:
                 for event, done in zip(events, applied, strict=True):
