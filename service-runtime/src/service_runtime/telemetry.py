@@ -175,22 +175,17 @@ def _instrument_recorded_asyncpg_calls() -> None:
     """
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 
+    def recorded_only(wrapper: Any) -> Any:
+        async def skipping(self: Any, func: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            if not trace.get_current_span().is_recording():
+                return await func(*args, **kwargs)
+            return await wrapper(self, func, instance, args, kwargs)
+
+        return skipping
+
     class RecordedCalls(AsyncPGInstrumentor):
-        async def _do_execute(self, func: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            if not trace.get_current_span().is_recording():
-                return await func(*args, **kwargs)
-            return await super()._do_execute(func, instance, args, kwargs)  # type: ignore[no-untyped-call]
-
-        async def _do_cursor_execute(self, func: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            if not trace.get_current_span().is_recording():
-                return await func(*args, **kwargs)
-            return await super()._do_cursor_execute(func, instance, args, kwargs)  # type: ignore[no-untyped-call]
-
-        async def _do_prepared_execute(
-            self, func: Any, instance: Any, args: Any, kwargs: Any
-        ) -> Any:
-            if not trace.get_current_span().is_recording():
-                return await func(*args, **kwargs)
-            return await super()._do_prepared_execute(func, instance, args, kwargs)  # type: ignore[no-untyped-call]
+        _do_execute = recorded_only(AsyncPGInstrumentor._do_execute)
+        _do_cursor_execute = recorded_only(AsyncPGInstrumentor._do_cursor_execute)
+        _do_prepared_execute = recorded_only(AsyncPGInstrumentor._do_prepared_execute)
 
     RecordedCalls().instrument()  # type: ignore[no-untyped-call]

@@ -29,6 +29,9 @@ from jwt import PyJWK, PyJWKSet
 ALGORITHMS = ("ES256", "RS256")
 WRITE_SCOPE = "catalog:write"
 MODERATE_SCOPE = "catalog:moderate"
+# Tokens that verified, remembered this long, this many at most (see the module's docstring).
+REMEMBER_SECONDS = 60
+REMEMBERED_TOKENS = 4096
 
 
 class InvalidToken(Exception):
@@ -113,23 +116,12 @@ class _Verified:
 class TokenVerifier:
     """Checks signature, `iss`, `aud`, `exp`/`nbf` (with leeway) and reads `sub` and `scope`."""
 
-    def __init__(
-        self,
-        keys: KeySet,
-        *,
-        issuer: str,
-        audience: str,
-        leeway: float = 30,
-        remember_seconds: float = 60,
-        remember_tokens: int = 4096,
-    ) -> None:
+    def __init__(self, keys: KeySet, *, issuer: str, audience: str, leeway: float = 30) -> None:
         self._keys = keys
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway
-        self._verified: TTLCache[str, _Verified] | None = (
-            TTLCache(remember_tokens, remember_seconds) if remember_seconds > 0 else None
-        )
+        self._verified: TTLCache[str, _Verified] = TTLCache(REMEMBERED_TOKENS, REMEMBER_SECONDS)
 
     async def verify(self, authorization: str | None) -> Principal:
         """The principal of an `Authorization: Bearer` header; InvalidToken otherwise."""
@@ -139,7 +131,7 @@ class TokenVerifier:
         if scheme.lower() != "bearer" or not token.strip():
             raise InvalidToken("the Authorization header must be 'Bearer <token>'")
         token = token.strip()
-        if self._verified is not None and (known := self._verified.get(token)) is not None:
+        if (known := self._verified.get(token)) is not None:
             now = time.time()
             if (
                 known.not_before - self._leeway <= now < known.expires + self._leeway
@@ -176,13 +168,12 @@ class TokenVerifier:
         if not isinstance(scope, str):
             raise InvalidToken("the token's scope must be a space-separated string")
         principal = Principal(subject, frozenset(scope.split()))
-        if self._verified is not None:
-            not_before = claims.get("nbf")
-            self._verified[token] = _Verified(
-                principal,
-                kid,
-                key,
-                float(not_before) if isinstance(not_before, int | float) else float("-inf"),
-                float(claims["exp"]),
-            )
+        not_before = claims.get("nbf")
+        self._verified[token] = _Verified(
+            principal,
+            kid,
+            key,
+            float(not_before) if isinstance(not_before, int | float) else float("-inf"),
+            float(claims["exp"]),
+        )
         return principal
