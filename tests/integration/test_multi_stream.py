@@ -265,3 +265,27 @@ async def test_marks_racing_the_refresh_are_never_lost(mongo_db: Db) -> None:
         {doc["_id"]: doc["product_count"] async for doc in mongo_db["categories"].find({})}
     )
     assert counts == Counter({f"c{i}": 2 for i in range(rounds)})
+
+
+async def test_marks_of_batches_applied_side_by_side_are_written_together(mongo_db: Db) -> None:
+    """Six batches marking at once: each category they name is bumped once for all of them
+    (one round), new ones are created, and each batch returns only once its marks are in."""
+    projection = await Projection.open(mongo_db)
+    generation = await projection.generation()
+    collection = mongo_db[generation.collection("categories")]
+    marks = categories.CategoryMarks(projection.store)
+    await marks.mark(collection, ["shared", "old"])
+    before = {doc["_id"]: doc["_seq"] async for doc in collection.find({})}
+
+    async def batch(n: int) -> set[str]:
+        await marks.mark(collection, ["shared", f"own-{n}"])
+        return {doc["_id"] async for doc in collection.find({"_dirty": True})}
+
+    seen = await asyncio.gather(*(batch(n) for n in range(6)))
+    after = {doc["_id"]: doc["_seq"] async for doc in collection.find({})}
+    assert after["shared"] == before["shared"] + 1
+    assert after["old"] == before["old"]
+    assert {name for name in after if name.startswith("own-")} == {f"own-{n}" for n in range(6)}
+    assert all({"shared", f"own-{n}"} <= dirty for n, dirty in enumerate(seen))
+    await marks.mark(collection, ["shared"])  # a later batch: a round of its own
+    assert (await collection.find_one({"_id": "shared"}) or {})["_seq"] == before["shared"] + 2

@@ -29,6 +29,7 @@ class Projection:
         self.store = store
         self._generation = generation or live_generation(db)
         self.read_models = tuple(read_models or registry())
+        self._marks = categories.CategoryMarks(store)
 
     @classmethod
     async def open(cls, db: Db, generation: GenerationSource | None = None) -> Projection:
@@ -88,6 +89,7 @@ class Projection:
                 products=products,
                 reviews=reviews,
                 mark_categories=mark_categories,
+                marks=self._marks,
             )
             types = {event.event_type for event in newest.values()}
             types |= {event.event_type for event in product_events}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pymongo import IndexModel
 
@@ -26,6 +26,9 @@ from catalog_contracts.read_models import Generation
 from catalog_read_models.generations import Db
 from catalog_read_models.ratings import Figures
 from catalog_read_models.store import Collection, Store
+
+if TYPE_CHECKING:
+    from catalog_read_models.categories import CategoryMarks
 
 
 @dataclass
@@ -50,6 +53,9 @@ class Batch:
     products: dict[str, ProductEvent]
     reviews: dict[str, ReviewEvent]
     mark_categories: bool = True
+    # Where the categories' marks go: written with those of the batches applied beside this
+    # one (None: written by this batch alone).
+    marks: CategoryMarks | None = None
 
     def collection(self, logical: str) -> Collection:
         """This batch's generation's collection of a read model."""
