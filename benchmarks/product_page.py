@@ -12,7 +12,6 @@ from typing import Any
 import asyncpg
 from pymongo import AsyncMongoClient
 
-from benchmarks import kafka
 from benchmarks.common import OUT_DIR, Service, free_port, median, python_module, say
 from benchmarks.page_data import PRODUCT_COLUMNS, REVIEW_COLUMNS, SEEDED, seeded_product
 from benchmarks.profiles import CpuByPart
@@ -20,6 +19,7 @@ from benchmarks.stages import (
     Context,
     _answers,
     category,
+    caught_up,
     live_start,
     paired_ratio,
     profile_http,
@@ -178,22 +178,8 @@ async def delete_each(collection: Any, ids: list[str]) -> None:
 
 
 def settle(ctx: Context, limit: float) -> None:
-    """Wait until the outbox is published and the projector applied both topics.
-
-    The projector's group reads the products and the reviews topic: its committed offsets add
-    up to both topics' sizes once it is level. On a fresh stack nothing was published and the
-    group never commits, so there is nothing to wait for.
-    """
-    query = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
-    wait_for("outbox published", lambda: sql(ctx.dsn, query) == 0, limit)
-    topics = (ctx.env["EVENTS_TOPIC"], ctx.env["REVIEWS_TOPIC"])
-    total = sum(asyncio.run(kafka.topic_size(ctx.bootstrap, topic)) for topic in topics)
-    if not total:
-        return
-    try:
-        asyncio.run(kafka.watch_group(ctx.bootstrap, "catalog-projector", total, limit))
-    except RuntimeError:
-        ctx.note(STAGE, f"the projector had not caught up after {limit:.0f}s; going on")
+    """Wait until the outbox is published and the projector applied both topics."""
+    caught_up(ctx, limit, STAGE)
 
 
 def product_page_stage(ctx: Context) -> dict[str, float]:

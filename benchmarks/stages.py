@@ -662,13 +662,24 @@ def query_stage(ctx: Context) -> dict[str, float]:
 # --------------------------------------------------------------------------- 5. end to end
 
 
-def caught_up(ctx: Context, limit: float = 60) -> None:
-    """Let the live projector finish what earlier runs left, so each rep starts level."""
-    total = asyncio.run(kafka.topic_size(ctx.bootstrap, ctx.env["EVENTS_TOPIC"]))
+def caught_up(ctx: Context, limit: float = 60, stage: str = "e2e") -> None:
+    """Let the relay and the live projector finish what earlier runs left, so each rep starts
+    level: the outbox published, then the projector's group level on both topics.
+
+    The group reads the products and the reviews topic, so its committed offsets add up to
+    both topics' sizes once it is level (compared with the products topic alone, a group
+    with reviews committed looked level while products waited). On a fresh stack nothing was
+    published and the group never commits, so there is nothing to wait for.
+    """
+    query = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
     try:
-        asyncio.run(kafka.watch_group(ctx.bootstrap, "catalog-projector", total, limit))
+        wait_for("outbox published", lambda: sql(ctx.dsn, query) == 0, limit)
+        topics = (ctx.env["EVENTS_TOPIC"], ctx.env["REVIEWS_TOPIC"])
+        total = sum(asyncio.run(kafka.topic_size(ctx.bootstrap, topic)) for topic in topics)
+        if total:
+            asyncio.run(kafka.watch_group(ctx.bootstrap, "catalog-projector", total, limit))
     except RuntimeError:
-        ctx.note("e2e", f"the projector had not caught up after {limit:.0f}s; going on")
+        ctx.note(stage, f"the pipeline had not caught up after {limit:.0f}s; going on")
 
 
 # Commands watched per second at most: each watcher's read waits in the query service, which
