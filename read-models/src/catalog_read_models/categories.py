@@ -117,17 +117,22 @@ class CategoryMarks:
         await asyncio.shield(entry[2])
 
     async def _write(self) -> None:
-        while self._next:
-            rounds, self._next = self._next, {}
-            for collection, categories, done in rounds.values():
-                try:
-                    await _mark(self._store, collection, categories)
-                except BaseException as exc:
-                    done.set_exception(exc)
-                    if not isinstance(exc, Exception):
-                        raise
-                else:
-                    done.set_result(None)
+        rounds: dict[str, tuple[Collection, set[str], asyncio.Future[None]]] = {}
+        try:
+            while self._next:
+                rounds, self._next = self._next, {}
+                for collection, categories, done in rounds.values():
+                    try:
+                        await _mark(self._store, collection, categories)
+                    except Exception as exc:
+                        done.set_exception(exc)
+                    else:
+                        done.set_result(None)
+        except BaseException:
+            # Cancelled (the loop is closing): no batch may wait for a round that never comes.
+            for _, _, done in (*rounds.values(), *self._next.values()):
+                done.cancel()
+            raise
 
 
 async def refresh(db: Db, store: Store, generation: Generation) -> int:
