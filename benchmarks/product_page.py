@@ -177,16 +177,11 @@ async def delete_each(collection: Any, ids: list[str]) -> None:
     await asyncio.gather(*(one(key) for key in ids))
 
 
-def settle(ctx: Context, limit: float) -> None:
-    """Wait until the outbox is published and the projector applied both topics."""
-    caught_up(ctx, limit, STAGE)
-
-
 def product_page_stage(ctx: Context) -> dict[str, float]:
     """The product page from `product_detail` through the gateway vs the single model's SQL."""
     live_start(ctx, "relay", "projector")
     s = ctx.sizes
-    settle(ctx, 900)  # measure the reads under the steady writes, not under a backlog
+    caught_up(ctx, 900, STAGE)  # measure the reads under the steady writes, not under a backlog
     unseed_pages(ctx)  # what an interrupted run left
     ids = seed_pages(ctx, s.page_products)
     reviews = int(sql(ctx.dsn, "SELECT count(*) FROM reviews"))
@@ -251,7 +246,7 @@ def product_page_stage(ctx: Context) -> dict[str, float]:
         app.stop()
         try:
             # The writes still in the pipeline would bring removed documents back.
-            settle(ctx, 300)
+            caught_up(ctx, 300, STAGE)
             unseed_pages(ctx)
         except Exception as exc:  # the figures stand; the stack keeps the extra products
             ctx.note(STAGE, f"removing the seeded products failed: {exc}"[:300])

@@ -194,10 +194,7 @@ class Categories:
             previous = getattr(event.data, "previous", None)
             if isinstance(previous, dict) and isinstance(previous.get("category"), str):
                 touched.add(previous["category"])
-        if batch.marks is None:
-            await mark(batch.db, batch.store, batch.generation, touched)
-        else:
-            await batch.marks.mark(batch.collection(CATEGORIES_COLLECTION), touched)
+        await batch.marks.mark(batch.collection(CATEGORIES_COLLECTION), touched)
 
     async def compare(self, write: WriteModel, db: Db, generation: Generation) -> Comparison:
         """Every category's figures against PostgreSQL's aggregation."""

@@ -88,8 +88,8 @@ class Projection:
                 product_events=product_events,
                 products=products,
                 reviews=reviews,
-                mark_categories=mark_categories,
                 marks=self._marks,
+                mark_categories=mark_categories,
             )
             types = {event.event_type for event in newest.values()}
             types |= {event.event_type for event in product_events}

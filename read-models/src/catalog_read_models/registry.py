@@ -52,10 +52,9 @@ class Batch:
     product_events: list[ProductEvent]
     products: dict[str, ProductEvent]
     reviews: dict[str, ReviewEvent]
+    # Where the categories' marks go: written with those of the batches applied beside this one.
+    marks: CategoryMarks
     mark_categories: bool = True
-    # Where the categories' marks go: written with those of the batches applied beside this
-    # one (None: written by this batch alone).
-    marks: CategoryMarks | None = None
 
     def collection(self, logical: str) -> Collection:
         """This batch's generation's collection of a read model."""
