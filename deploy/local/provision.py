@@ -1,5 +1,5 @@
-"""Installing what the local stack runs: Debian packages, Kafka's jars, FerretDB and toxiproxy
-builds, private PostgreSQL clusters.
+"""Installing what the local stack runs: Debian packages, Kafka's jars, DocumentDB, Jaeger and
+toxiproxy builds, private PostgreSQL clusters.
 
 Locating a tool (`postgres_bin`, `kafka_libs`, ...) never installs it, so rendering the stack's
 configuration starts no process; the `ensure_*`, `fetch_*` and `build_*` functions install.
@@ -12,6 +12,8 @@ import hashlib
 import os
 import shutil
 import subprocess
+import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 from stack_engine import StackError, run, say
@@ -19,8 +21,6 @@ from stack_engine import StackError, run, say
 LOCAL = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("CATALOG_CACHE_DIR", Path.home() / ".cache" / "catalog-cqrs"))
 TOXIPROXY_VERSION = "v2.12.0"
-# The Go module versions of Prometheus 3.x are v0.3xx.y.
-PROMETHEUS_VERSION = "v0.316.0"
 JAEGER_PACKAGE = "github.com/jaegertracing/jaeger/cmd/jaeger"
 
 
@@ -37,8 +37,36 @@ def _apt_env() -> dict[str, str]:
     return {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
 
 
+# Parts are provisioned side by side; dpkg takes one install at a time.
+_apt_lock = threading.Lock()
+
+
+def apt_missing(*packages: str) -> list[str]:
+    """The packages dpkg does not have installed."""
+    listed = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\\n", *packages],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split("\n")
+    installed = {line.split()[0] for line in listed if line.endswith(" installed")}
+    return [package for package in packages if package not in installed]
+
+
+def apt_install_missing(*packages: str) -> None:
+    """Install those of the Debian packages that are missing."""
+    missing = apt_missing(*packages)
+    if missing:
+        apt_install(*missing)
+
+
 def apt_install(*packages: str) -> None:
     """Install Debian packages without starting their system services."""
+    with _apt_lock:
+        _apt_install(*packages)
+
+
+def _apt_install(*packages: str) -> None:
     if os.geteuid() != 0:
         raise StackError(
             f"missing {' '.join(packages)}; install them (needs root): "
@@ -150,25 +178,113 @@ def _go() -> str | None:
     return found if Path(found).exists() else None
 
 
-def ferretdb_binary() -> Path:
-    """Where our FerretDB launcher of the current sources is built."""
-    source = LOCAL / "ferretdb"
-    digest = hashlib.sha256()
-    for name in ("go.mod", "go.sum", "main.go"):
-        digest.update((source / name).read_bytes())
-    return CACHE / "ferretdb" / digest.hexdigest()[:16] / "ferretdb"
+# --------------------------------------------------------------------------- DocumentDB
+
+# DocumentDB's extensions are built for this PostgreSQL major version (Debian 12's).
+DOCUMENTDB_PG = "15"
+# What building and running DocumentDB needs from Debian: the server and its headers, the
+# extensions it requires that Debian has (rum, PostGIS; tsm_system_rows ships in the server),
+# and the libraries its build links (libbson, Intel's decimal library, PCRE2, ICU).
+DOCUMENTDB_PACKAGES = (
+    f"postgresql-{DOCUMENTDB_PG}",
+    f"postgresql-server-dev-{DOCUMENTDB_PG}",
+    f"postgresql-{DOCUMENTDB_PG}-rum",
+    f"postgresql-{DOCUMENTDB_PG}-postgis-3",
+    "libbson-dev",
+    "libintelrdfpmath-dev",
+    "libpcre2-dev",
+    "libkrb5-dev",  # PostgreSQL's libpq-be.h includes gssapi/gssapi.h
+    "libicu-dev",
+    "pkg-config",
+    "build-essential",
+    "openssl",
+)
+# The vendored source archives (their README says where each comes from).
+VENDOR_DEFAULT = LOCAL.parents[2] / "shared" / "vendor"
 
 
-def build_ferretdb() -> None:
-    """Our FerretDB launcher, built with `go build` (Go caches modules and builds)."""
-    binary = ferretdb_binary()
-    if binary.exists():
-        return
-    if _go() is None:
-        raise StackError("Go is needed to build FerretDB; install Go 1.22 or newer")
-    say("building FerretDB (first time only; Go caches the rest)")
-    env = {**os.environ, "PATH": f"{os.environ.get('PATH', '')}:/usr/local/go/bin"}
-    run(["bash", str(LOCAL / "ferretdb" / "build.sh"), str(binary)], env=env)
+def vendor_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where the source archives are: STACK_VENDOR_DIR, or ../shared/vendor beside the repo."""
+    value = (environ if environ is not None else os.environ).get("STACK_VENDOR_DIR")
+    return Path(value).resolve() if value else VENDOR_DEFAULT.resolve()
+
+
+def documentdb_pg_bin() -> Path:
+    """The bin directory of the PostgreSQL DocumentDB is built for."""
+    return Path("/usr/lib/postgresql") / DOCUMENTDB_PG / "bin"
+
+
+def documentdb_key(vendor: Path) -> str:
+    """The build's cache key: the archives' checksums and the build script."""
+    sums = vendor / "SHA256SUMS"
+    if not sums.exists():
+        raise StackError(
+            f"no DocumentDB sources at {vendor} (SHA256SUMS missing); set STACK_VENDOR_DIR to "
+            "the directory holding documentdb-*.tar.gz, pg_cron-*.tar.gz and pgvector-*.tar.gz"
+        )
+    digest = hashlib.sha256(sums.read_bytes())
+    digest.update((LOCAL / "documentdb" / "build.sh").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def documentdb_dir(vendor: Path) -> Path:
+    """Where the build of these archives is kept."""
+    return CACHE / "documentdb" / documentdb_key(vendor)
+
+
+def documentdb_gateway(vendor: Path) -> Path:
+    """DocumentDB's MongoDB wire-protocol gateway of these archives."""
+    return documentdb_dir(vendor) / "gateway" / "documentdb_gateway"
+
+
+def _cargo() -> str | None:
+    found = shutil.which("cargo") or str(Path.home() / ".cargo" / "bin" / "cargo")
+    return found if Path(found).exists() else None
+
+
+_documentdb_lock = threading.Lock()
+
+
+def ensure_documentdb(vendor: Path) -> None:
+    """DocumentDB built from the archives (once per checksum) and installed into PostgreSQL."""
+    with _documentdb_lock:
+        apt_install_missing(*DOCUMENTDB_PACKAGES)
+        out = documentdb_dir(vendor)
+        if not (out / "built").exists():
+            cargo = _cargo()
+            if cargo is None:
+                raise StackError("cargo is needed to build DocumentDB's gateway; install Rust")
+            say("building DocumentDB from the vendored sources (first time only: ~6 minutes)")
+            path = f"{Path(cargo).parent}:{os.environ.get('PATH', '')}"
+            run(
+                [
+                    *("bash", str(LOCAL / "documentdb" / "build.sh"), str(vendor), str(out)),
+                    str(documentdb_pg_bin().parent / "bin" / "pg_config"),
+                ],
+                env={**os.environ, "PATH": path},
+                quiet=True,
+            )
+        install_tree(out / "stage")
+
+
+def install_tree(stage: Path) -> None:
+    """Copy a `make install DESTDIR=` tree over /: only files that differ, each replaced by a
+    rename, so a server that has a library loaded keeps its mapping."""
+    for source in stage.rglob("*"):
+        if source.is_dir():
+            continue
+        target = Path("/") / source.relative_to(stage)
+        stat = source.stat()
+        if target.exists():
+            have = target.stat()
+            if have.st_size == stat.st_size and int(have.st_mtime) == int(stat.st_mtime):
+                continue
+        if os.geteuid() != 0:
+            raise StackError(f"{target} must be installed (needs root): run stackctl as root")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        shutil.copy2(source, partial)
+        os.replace(partial, target)
 
 
 def toxiproxy_binary() -> Path:
@@ -228,45 +344,20 @@ def build_jaeger() -> None:
     partial.rename(binary)
 
 
-def prometheus_dir() -> Path:
-    """Where `prometheus` and `promtool` of PROMETHEUS_VERSION are built."""
-    return CACHE / "prometheus" / PROMETHEUS_VERSION
-
-
 def promtool_binary() -> Path:
-    """promtool, the rules' checker and unit-test runner."""
-    return prometheus_dir() / "promtool"
+    """promtool, the rules' checker and unit-test runner (Debian's `prometheus` package)."""
+    return Path("/usr/bin/promtool")
 
 
 def prometheus_binary() -> Path:
-    """The Prometheus server."""
-    return prometheus_dir() / "prometheus"
+    """The Prometheus server (Debian's `prometheus` package)."""
+    return Path("/usr/bin/prometheus")
 
 
-def build_prometheus() -> None:
-    """The Prometheus server and promtool, built with `go install` from the Go module proxy."""
-    if prometheus_binary().exists() and promtool_binary().exists():
-        return
-    go = _go()
-    if go is None:
-        raise StackError("Go is needed to build Prometheus; install Go 1.24 or newer")
-    say(f"building Prometheus {PROMETHEUS_VERSION} (first time only: several minutes)")
-    gobin = prometheus_dir() / "tmp"
-    shutil.rmtree(gobin, ignore_errors=True)
-    module = "github.com/prometheus/prometheus/cmd"
-    run(
-        [
-            go,
-            "install",
-            f"{module}/prometheus@{PROMETHEUS_VERSION}",
-            f"{module}/promtool@{PROMETHEUS_VERSION}",
-        ],
-        env={**os.environ, "GOBIN": str(gobin), "GOFLAGS": "-mod=mod"},
-        quiet=True,
-    )
-    for name in ("promtool", "prometheus"):  # the server last: its presence says "built"
-        (gobin / name).rename(prometheus_dir() / name)
-    gobin.rmdir()
+def ensure_prometheus() -> None:
+    """Prometheus and promtool from Debian when missing: a prebuilt binary, no Go build."""
+    if not (prometheus_binary().exists() and promtool_binary().exists()):
+        apt_install("prometheus")
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -305,8 +396,11 @@ def place_cluster(run_dir: Path, name: str) -> Path:
     return outside
 
 
-def init_cluster(run_dir: Path, name: str, user: str, password: str) -> None:
-    """A private PostgreSQL cluster with one password-protected superuser, created once."""
+def init_cluster(
+    run_dir: Path, name: str, user: str, password: str, *, bin_dir: Path | None = None
+) -> None:
+    """A private PostgreSQL cluster with one password-protected superuser, created once (by
+    the newest PostgreSQL installed, or the one of `bin_dir`)."""
     ensure_postgres()
     base = place_cluster(run_dir, name)
     data = base / "data"
@@ -323,7 +417,7 @@ def init_cluster(run_dir: Path, name: str, user: str, password: str) -> None:
     run(
         as_postgres(
             [
-                str(postgres_bin() / "initdb"),
+                str((bin_dir or postgres_bin()) / "initdb"),
                 "-D",
                 str(data),
                 "-U",

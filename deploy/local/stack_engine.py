@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -453,41 +454,57 @@ def _alive(pid: int) -> bool:
 
 
 def up(stack: Stack) -> None:
-    """Provision every part, start each once those it needs are ready, write stack.env."""
+    """Provision every part, start each once it is provisioned and those it needs are ready,
+    write stack.env.
+
+    Parts are provisioned side by side and each starts as soon as it can, so a first start's
+    builds (DocumentDB, Jaeger, toxiproxy) overlap the parts that need none of them.
+    """
     started = time.monotonic()
     save_stack(stack)
     active = stack.active()
-    for part in stack.supervised():
-        part.provision(stack)
+    supervised = {part.name for part in stack.supervised()}
     stack.logs.mkdir(parents=True, exist_ok=True)
-    stack.conf.write_text(supervisord_conf(stack))
-    if not supervisord_running(stack):
-        run([str(VENV_BIN / "supervisord"), "-c", str(stack.conf)])
-        wait_until(
-            "supervisord", lambda: supervisord_running(stack), SUPERVISORD_START_TIMEOUT, stack
-        )
-    else:
-        ctl(stack, "reread")
-        ctl(stack, "update")
+    # Every part in its own thread (one to provision, one to bring up): none waits for a pool
+    # slot held by a part that waits for it.
+    pool = ThreadPoolExecutor(max_workers=2 * len(active) + 1, thread_name_prefix="stackctl")
+    try:
+        provisioned = {
+            part.name: pool.submit(part.provision, stack)
+            for part in active
+            if part.name in supervised
+        }
+        stack.conf.write_text(supervisord_conf(stack))
+        if not supervisord_running(stack):
+            run([str(VENV_BIN / "supervisord"), "-c", str(stack.conf)])
+            wait_until(
+                "supervisord", lambda: supervisord_running(stack), SUPERVISORD_START_TIMEOUT, stack
+            )
+        else:
+            ctl(stack, "reread")
+            ctl(stack, "update")
 
-    by_name = {part.name: part for part in active}
-    done: set[str] = set()
+        ready: dict[str, Future[None]] = {}
 
-    def make_ready(part: Part) -> None:
-        if part.name not in done:
+        def bring_up(part: Part) -> None:
+            if part.name in supervised:
+                provisioned[part.name].result()
+            for need in part.needs:
+                if need in ready:
+                    ready[need].result()
+            if part.name in supervised:
+                start_program(stack, part.name)
             wait_healthy(stack, part.name, part.health_timeout)
             part.ready(stack)
-            done.add(part.name)
 
-    # Parts start as soon as what they need is ready, so independent ones boot side by side.
-    for part in active:
-        for need in part.needs:
-            if need in by_name:
-                make_ready(by_name[need])
-        if part.name not in stack.external:
-            start_program(stack, part.name)
-    for part in active:
-        make_ready(part)
+        # In dependency order, so what a part needs has its future before the part does.
+        for part in active:
+            ready[part.name] = pool.submit(bring_up, part)
+        for part in active:
+            ready[part.name].result()
+    finally:
+        # On a failure the others are abandoned where they are (each ends within its timeout).
+        pool.shutdown(wait=False, cancel_futures=True)
 
     env = stack.env()
     env_file = stack.run_dir / "stack.env"

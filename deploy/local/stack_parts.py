@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -61,32 +62,34 @@ def kafka_bootstrap(stack: Stack) -> str:
     return stack.external.get("kafka") or f"127.0.0.1:{stack.ports['kafka']}"
 
 
-def mongodb_url(stack: Stack) -> str:
-    """The read models' MongoDB (FerretDB unless an external MongoDB is given)."""
-    return stack.external.get("mongo") or f"mongodb://127.0.0.1:{stack.ports['mongo']}/"
+# The read store's users (DocumentDB: PostgreSQL roles that log in through its gateway with
+# SCRAM-SHA-256). The admin user is MONGODB_URL in stack.env, for tests and operator tools; the
+# projector writes as its own user; the query service reads as one the server refuses writes to.
+STORE_ADMIN = "catalog_admin"
+STORE_PROJECTOR = "catalog_projector"
+STORE_READER = "catalog_reader"
+STORE_PASSWORD = "catalog"  # development-only credentials of a loopback-only server
+# The database of the store's cluster that holds DocumentDB (and pg_cron's jobs).
+STORE_DATABASE = "postgres"
 
 
-def store_admin_url(stack: Stack) -> str:
-    """The `postgres` database of FerretDB's own cluster."""
-    return f"postgresql://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{stack.ports['mongo_store']}/postgres"
-
-
-def store_url(stack: Stack) -> str:
-    """FerretDB's database in its own cluster."""
-    # FerretDB holds a backend connection per matched update of a batch; a bigger pool keeps
-    # the projector's batches far from its limit.
+def mongodb_url(stack: Stack, user: str = STORE_ADMIN, port: str = "mongo") -> str:
+    """The read models' MongoDB as `user` (DocumentDB unless an external MongoDB is given, whose
+    one URL every client then uses)."""
+    if "mongo" in stack.external:
+        return stack.external["mongo"]
     return (
-        f"postgres://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{stack.ports['mongo_store']}/ferretdb"
-        "?pool_max_conns=100"
+        f"mongodb://{user}:{STORE_PASSWORD}@127.0.0.1:{stack.ports[port]}/"
+        "?authMechanism=SCRAM-SHA-256&directConnection=true"
     )
 
 
-def ferretdb_backend(stack: Stack) -> str:
-    """Where FerretDB keeps documents: its own PostgreSQL cluster (default) or SQLite files."""
-    backend = stack.environ.get("STACK_FERRETDB_BACKEND", "postgresql")
-    if backend not in ("postgresql", "sqlite"):
-        raise StackError("STACK_FERRETDB_BACKEND must be postgresql or sqlite")
-    return backend
+def store_admin_url(stack: Stack) -> str:
+    """The database of DocumentDB's own cluster that holds the extension (its superuser)."""
+    return (
+        f"postgresql://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{stack.ports['mongo_store']}/"
+        + STORE_DATABASE
+    )
 
 
 def proxied(stack: Stack) -> bool:
@@ -95,8 +98,8 @@ def proxied(stack: Stack) -> bool:
 
 
 def own_mongo_store(stack: Stack) -> bool:
-    """Whether FerretDB runs here and keeps its documents in a PostgreSQL cluster of its own."""
-    return "mongo" not in stack.external and ferretdb_backend(stack) == "postgresql"
+    """Whether DocumentDB runs here (no external MongoDB given)."""
+    return "mongo" not in stack.external
 
 
 # --------------------------------------------------------------------------- health probes
@@ -292,44 +295,141 @@ def topic_partitions(stack: Stack) -> str:
     return stack.environ.get("STACK_TOPIC_PARTITIONS", "6")
 
 
-# --------------------------------------------------------------------------- FerretDB
+# --------------------------------------------------------------------------- DocumentDB
 
 
-def ferretdb_command(stack: Stack) -> list[str]:
-    """FerretDB on the backend STACK_FERRETDB_BACKEND names."""
-    if ferretdb_backend(stack) == "sqlite":
-        backend = ["-handler", "sqlite", "-sqlite-url", f"file:{stack.run_dir / 'ferretdb'}/"]
-    else:
-        backend = ["-handler", "postgresql", "-postgresql-url", store_url(stack)]
+def store_socket_dir(stack: Stack) -> Path:
+    """Where DocumentDB's cluster listens on a Unix socket (its gateway's system connection)."""
+    return provision.cluster_dir(stack.run_dir, "mongo-store") / "socket"
+
+
+def documentdb_postgres_command(stack: Stack) -> list[str]:
+    """DocumentDB's own PostgreSQL cluster (upstream's settings, scripts/utils.sh): separate
+    from the write model's, so stopping one side's database never takes the other side down."""
+    command = postgres_command(stack, "mongo-store", "mongo_store", 200)
+    command[0] = str(provision.documentdb_pg_bin() / "postgres")
     return [
-        str(provision.ferretdb_binary()),
-        *("-listen-addr", f"127.0.0.1:{stack.ports['mongo']}"),
-        *backend,
-        *("-log-level", "error"),
+        *command,
+        *("-c", "shared_preload_libraries=pg_cron,pg_documentdb_core,pg_documentdb"),
+        *("-c", f"cron.database_name={STORE_DATABASE}"),
+        *("-c", "documentdb.enableBackgroundWorker=true"),
+        *("-c", "documentdb.enableBackgroundWorkerJobs=true"),
+        # pg_cron runs DocumentDB's jobs (index builds, TTL) in background workers rather than
+        # over a connection that would need a password.
+        *("-c", "cron.use_background_workers=on", "-c", "max_worker_processes=32"),
+        *("-c", "unix_socket_permissions=0700"),
+        # Where DocumentDB connects back to itself (some queries, index builds): the trusted
+        # socket, since its default (TCP to localhost) would need a password.
+        *("-c", f"documentdb.localhost_connection_string=host={store_socket_dir(stack)}"),
     ]
 
 
-def prepare_ferretdb(stack: Stack) -> None:
-    """FerretDB built, and the directory of its SQLite files when it uses them."""
-    provision.build_ferretdb()
-    if ferretdb_backend(stack) == "sqlite":
-        (stack.run_dir / "ferretdb").mkdir(parents=True, exist_ok=True)
+def prepare_documentdb_store(stack: Stack) -> None:
+    """DocumentDB built and installed, and its cluster initialized once.
+
+    The gateway checks a user's SCRAM proof itself, over its system connection, and then
+    connects to PostgreSQL as that user without a password (as upstream runs it). So the
+    cluster trusts its Unix socket, whose directory only the postgres OS user (and root, which
+    runs the gateway) can enter; over TCP every role still needs its SCRAM-SHA-256 password.
+    """
+    provision.ensure_documentdb(provision.vendor_dir(stack.environ))
+    provision.init_cluster(
+        stack.run_dir, "mongo-store", DB_USER, DB_PASSWORD, bin_dir=provision.documentdb_pg_bin()
+    )
+    data = provision.cluster_dir(stack.run_dir, "mongo-store") / "data"
+    (data / "pg_hba.conf").write_text(
+        "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
+    )
+    store_socket_dir(stack).chmod(0o700)
 
 
-def prepare_store(stack: Stack) -> None:
-    """FerretDB's database, with indexes its equality filters use (see ferretdb/store.sql)."""
+def store_admin(admin: str) -> None:
+    """DocumentDB in the store's database, and the read store's admin user (the one that makes
+    the others, through the gateway)."""
     import asyncpg
 
-    create_database(store_admin_url(stack), "ferretdb")
-
     async def apply() -> None:
-        conn = await asyncpg.connect(store_url(stack).split("?")[0])
+        conn = await asyncpg.connect(admin)
         try:
-            await conn.execute((LOCAL / "ferretdb" / "store.sql").read_text())
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS documentdb CASCADE")
+            if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", STORE_ADMIN):
+                # As upstream's scripts/build_and_start_gateway.sh makes its user.
+                await conn.execute(
+                    f"CREATE ROLE {STORE_ADMIN} LOGIN INHERIT PASSWORD '{STORE_PASSWORD}'"
+                    " IN ROLE documentdb_admin_role CREATEROLE"
+                )
         finally:
             await conn.close()
 
     asyncio.run(apply())
+
+
+# The gateway's `createUser` takes exactly these role sets.
+READ_WRITE_ROLES = [
+    {"role": "clusterAdmin", "db": "admin"},
+    {"role": "readWriteAnyDatabase", "db": "admin"},
+]
+READ_ONLY_ROLES = [{"role": "readAnyDatabase", "db": "admin"}]
+
+
+def store_users(url: str) -> None:
+    """The projector's user (reads and writes) and the query service's (reads: the server
+    refuses its writes), made once through the gateway."""
+    from pymongo import MongoClient
+
+    client: MongoClient[dict[str, Any]]
+    with MongoClient(url, serverSelectionTimeoutMS=5000) as client:
+        known = {user["user"] for user in client.admin.command("usersInfo")["users"]}
+        for user, roles in ((STORE_PROJECTOR, READ_WRITE_ROLES), (STORE_READER, READ_ONLY_ROLES)):
+            if user not in known:
+                client.admin.command("createUser", user, pwd=STORE_PASSWORD, roles=roles)
+
+
+def documentdb_gateway_command(stack: Stack) -> list[str]:
+    """DocumentDB's gateway with this stack's configuration."""
+    return [
+        str(provision.documentdb_gateway(provision.vendor_dir(stack.environ))),
+        str(stack.run_dir / "documentdb" / "gateway.json"),
+    ]
+
+
+def prepare_documentdb_gateway(stack: Stack) -> None:
+    """The gateway built (with the store), a self-signed certificate (a release build refuses to
+    start without one; plain TCP is still accepted) and its configuration."""
+    provision.ensure_documentdb(provision.vendor_dir(stack.environ))
+    directory = stack.run_dir / "documentdb"
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    if not (cert.exists() and key.exists()):
+        run(
+            [
+                *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650"),
+                *("-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)),
+            ],
+            quiet=True,
+        )
+    config = {
+        "NodeHostName": "localhost",
+        "ApplicationName": "catalog-documentdb-gateway",
+        "BlockedRolePrefixes": ["documentdb", "citus", "pg", "internal_role"],
+        "PostgresHostName": str(store_socket_dir(stack)),
+        "PostgresPort": stack.ports["mongo_store"],
+        "PostgresSystemUser": DB_USER,
+        "PostgresDatabase": STORE_DATABASE,
+        "GatewayListenPort": stack.ports["mongo"],
+        "UseLocalHost": True,
+        "EnforceSslTcp": False,
+        "TransactionTimeoutSecs": 30,
+        "CursorTimeoutSecs": 600,
+        "PostgresCommandTimeoutSecs": 120,
+        "CertificateOptions": {
+            "CertType": "pem_file",
+            "FilePath": str(cert),
+            "KeyFilePath": str(key),
+        },
+    }
+    (directory / "gateway.json").write_text(json.dumps(config, indent=2) + "\n")
+    key.chmod(0o600)
 
 
 # --------------------------------------------------------------------------- toxiproxy
@@ -420,12 +520,18 @@ def service(
 
 
 def projector_env(stack: Stack) -> dict[str, str]:
-    """The projector's static group membership (the stack runs one), and its MongoDB through
-    toxiproxy when the stack injects faults."""
-    env = {"PROJECTOR_GROUP_INSTANCE_ID": "projector-1"}
-    if proxied(stack):
-        env["MONGODB_URL"] = f"mongodb://127.0.0.1:{stack.ports['mongo_proxy']}/"
-    return env
+    """The projector's static group membership (the stack runs one), its own store user, and
+    its MongoDB through toxiproxy when the stack injects faults."""
+    port = "mongo_proxy" if proxied(stack) else "mongo"
+    return {
+        "PROJECTOR_GROUP_INSTANCE_ID": "projector-1",
+        "PROJECTOR_MONGODB_URL": mongodb_url(stack, STORE_PROJECTOR, port),
+    }
+
+
+def query_env(stack: Stack) -> dict[str, str]:
+    """The query service reads as the store's read-only user."""
+    return {"QUERY_MONGODB_URL": mongodb_url(stack, STORE_READER)}
 
 
 # --------------------------------------------------------------------------- relays
@@ -485,16 +591,22 @@ def keys_dir(stack: Stack) -> Path:
     return stack.run_dir / "keys"
 
 
+# Parts are provisioned side by side while stack.env is rendered: one writer of the key at a time.
+_credentials = threading.Lock()
+
+
 def issue_dev_token(stack: Stack) -> None:
     """The signing key (made once), its JWKS for the command service, a fresh DEV_TOKEN."""
-    ensure_dev_credentials(keys_dir(stack))
+    with _credentials:
+        ensure_dev_credentials(keys_dir(stack))
 
 
 def token_exports(stack: Stack) -> dict[str, str]:
     """What clients of the stack need to call the command API and to mint more tokens."""
     token_file = keys_dir(stack) / TOKEN_FILE
-    if not token_file.exists():
-        issue_dev_token(stack)
+    with _credentials:
+        if not token_file.exists():
+            ensure_dev_credentials(keys_dir(stack))
     return {
         "DEV_TOKEN": token_file.read_text().strip(),
         "SIGNING_KEY_FILE": str(keys_dir(stack) / KEY_FILE),
@@ -566,8 +678,7 @@ def configure_nginx(stack: Stack) -> None:
 
 def wait_for_routing(stack: Stack) -> None:
     """The gateway reaches the query service and its store."""
-    # By the cheapest read: an unfiltered product list costs a sort over every document on
-    # FerretDB.
+    # By the cheapest read, which needs no product at all.
     wait_until(
         "gateway routing",
         lambda: http_ok(stack.url("gateway") + "/api/v1/categories"),
@@ -678,7 +789,7 @@ def scrape_targets(stack: Stack) -> dict[str, list[str]]:
 
 def prepare_prometheus(stack: Stack) -> None:
     """Prometheus built, scraping every part every 5 s and evaluating the alert rules."""
-    provision.build_prometheus()
+    provision.ensure_prometheus()
     config = {
         "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
         "rule_files": [str(ALERT_RULES)],
@@ -732,12 +843,14 @@ PARTS: tuple[Part, ...] = (
     ),
     Part(
         "mongo",
-        command=ferretdb_command,
+        command=documentdb_gateway_command,
         health=lambda stack: mongo_ready(mongodb_url(stack)),
         ports={"mongo": 17017},
         needs=("mongo-store",),
         external=("STACK_MONGODB_URL", "MONGODB_URL"),
-        provision=prepare_ferretdb,
+        provision=prepare_documentdb_gateway,
+        ready=lambda stack: store_users(mongodb_url(stack)),
+        stopsignal="INT",  # it shuts down on SIGINT (Ctrl+C) only
         exports=lambda stack: {"MONGODB_URL": mongodb_url(stack), "MONGODB_DATABASE": "catalog"},
         stopwait=15,
     ),
@@ -797,6 +910,7 @@ PARTS: tuple[Part, ...] = (
         port=("query", 18002),
         probe="/readyz",
         needs=("mongo",),
+        env=query_env,
         exports=lambda stack: {"QUERY_URL": stack.url("query")},
     ),
     Part(
@@ -814,16 +928,15 @@ PARTS: tuple[Part, ...] = (
         exports=lambda stack: {"GATEWAY_URL": stack.url("gateway")},
         stopsignal="QUIT",
     ),
-    # FerretDB's own PostgreSQL cluster: separate from the write model's, so stopping one
-    # side's database never takes the other side down.
+    # DocumentDB: its PostgreSQL cluster, under the gateway that is the `mongo` part.
     Part(
         "mongo-store",
-        command=lambda stack: postgres_command(stack, "mongo-store", "mongo_store", 200),
+        command=documentdb_postgres_command,
         health=lambda stack: postgres_ready(store_admin_url(stack)),
         ports={"mongo_store": 17432},
         enabled=own_mongo_store,
-        provision=lambda stack: init_cluster(stack, "mongo-store"),
-        ready=prepare_store,
+        provision=prepare_documentdb_store,
+        ready=lambda stack: store_admin(store_admin_url(stack)),
         run_as="postgres",
         stopsignal="INT",
         stopwait=30,

@@ -239,10 +239,10 @@ async def test_category_staleness_counts_from_the_oldest_unrefreshed_mark(mongo_
 
 async def test_marks_racing_the_refresh_are_never_lost(mongo_db: Db) -> None:
     """A product joins a marked category while a refresh of it runs: once refreshed to the
-    end, the category counts it. On FerretDB, which updates a document by reading it and
-    writing it back, a refresh that read the category before the mark and wrote after it
-    would drop the mark, and the category would stay one short for good. Each round races a
-    fresh category, with the mark a little later each time."""
+    end, the category counts it. A store whose conditional replace is not atomic with the
+    mark (a refresh that read the category before the mark and wrote after it) would drop the
+    mark, and the category would stay one short for good. Each round races a fresh category,
+    with the mark a little later each time."""
     projection = await Projection.open(mongo_db)
     generation = await projection.generation()
     products = mongo_db[PRODUCT_DETAIL_COLLECTION]

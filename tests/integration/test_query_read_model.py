@@ -26,6 +26,8 @@ from catalog_contracts.read_models import (
     pointer_document,
     review_document,
 )
+from catalog_read_models.projection import Projection
+from catalog_read_models.store import open_store
 from query_service.ports import Page
 from query_service.read_models import REVIEW_SORTS, SORTS, ProductFilter, ProductReadModel
 from tests.fixtures.events import T0, ProductHistory
@@ -65,6 +67,13 @@ def product_reviews(i: int, product_id: UUID) -> list[ReviewState]:
 
 
 async def seed(db: Db, generation: Generation = BASE_GENERATION) -> list[ProductHistory]:
+    """Products with reviews in `generation`, over the read models' indexes (the query side
+    reads windows through them)."""
+
+    async def fixed() -> Generation:
+        return generation
+
+    await Projection(db, await open_store(db), fixed).ensure_indexes()
     histories = [
         ProductHistory(
             name=f"Item {i:02d}",

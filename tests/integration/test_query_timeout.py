@@ -51,7 +51,12 @@ def slow_mongo_url(infra: Infra) -> Iterator[str]:
         toxic = {"type": "latency", "stream": "downstream", "attributes": {"latency": 700}}
         assert api.post(f"/proxies/{PROXY}/toxics", json=toxic).status_code == 200
         try:
-            yield f"mongodb://{created.json()['listen']}/"
+            # The same URL (its credentials and options) with the proxy as the host.
+            yield mongo._replace(
+                netloc=mongo.netloc.replace(
+                    mongo.netloc.rsplit("@", 1)[-1], created.json()["listen"]
+                )
+            ).geturl()
         finally:
             api.delete(f"/proxies/{PROXY}")
 

@@ -8,7 +8,6 @@ tested on the MongoDB wire server in tests/integration/test_multi_stream.py.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,8 +35,7 @@ class Categories:
 
 
 class Store:
-    def shared_write(self) -> contextlib.nullcontext[None]:
-        return contextlib.nullcontext()
+    """Marks need nothing of the store beyond the collection they are given."""
 
 
 async def test_batches_marking_at_once_share_one_round() -> None:

@@ -205,7 +205,7 @@ def test_jaeger_and_prometheus_listen_on_loopback_ports_of_their_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(provision, "build_jaeger", lambda: None)
-    monkeypatch.setattr(provision, "build_prometheus", lambda: None)
+    monkeypatch.setattr(provision, "ensure_prometheus", lambda: None)
     stack = make_stack(tmp_path)
     stack.run_dir.mkdir(parents=True, exist_ok=True)
     stack_parts.prepare_jaeger(stack)
@@ -250,7 +250,10 @@ def test_stack_env_has_the_documented_keys(tmp_path: Path) -> None:
     assert set(env) == STACK_ENV_KEYS
     assert env["GATEWAY_URL"] == "http://127.0.0.1:18080"
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == "127.0.0.1:19092"
-    assert env["MONGODB_URL"] == "mongodb://127.0.0.1:17017/"
+    assert env["MONGODB_URL"] == (
+        "mongodb://catalog_admin:catalog@127.0.0.1:17017/"
+        "?authMechanism=SCRAM-SHA-256&directConnection=true"
+    )
     assert env["STACK_DIR"] == str(tmp_path / "stack")
 
 
@@ -309,21 +312,29 @@ def test_toxiproxy_only_with_fault_injection(tmp_path: Path) -> None:
     assert "toxiproxy" in rendered
     assert faults.env()["TOXIPROXY_URL"] == "http://127.0.0.1:18474"
     projector = environment(rendered["projector"])
-    assert projector["MONGODB_URL"] == "mongodb://127.0.0.1:17018/"
+    assert projector["PROJECTOR_MONGODB_URL"].startswith(
+        "mongodb://catalog_projector:catalog@127.0.0.1:17018/"
+    )
     assert projector["CATALOG_FAULT_DIR"] == str(faults.run_dir / "fault-triggers")
-    assert environment(rendered["query"])["MONGODB_URL"] == "mongodb://127.0.0.1:17017/"
+    query = environment(rendered["query"])
+    assert query["QUERY_MONGODB_URL"].startswith(
+        "mongodb://catalog_reader:catalog@127.0.0.1:17017/"
+    )
     order = [p.name for p in faults.active()]
     assert order.index("mongo") < order.index("toxiproxy") < order.index("projector")
 
 
 @pytest.mark.parametrize("variable", ["STACK_MONGODB_URL", "MONGODB_URL"])
-def test_an_external_mongodb_replaces_ferretdb_and_its_store(tmp_path: Path, variable: str) -> None:
+def test_an_external_mongodb_replaces_documentdb_and_its_store(
+    tmp_path: Path, variable: str
+) -> None:
     url = "mongodb://db.example:27017/"
     stack = make_stack(tmp_path, **{variable: url, "STACK_FAULT_INJECTION": "1"})
     rendered = programs(stack)
     assert not {"mongo", "mongo-store", "toxiproxy"} & set(rendered)
     assert stack.env()["MONGODB_URL"] == url
-    assert environment(rendered["projector"])["MONGODB_URL"] == url
+    assert environment(rendered["projector"])["PROJECTOR_MONGODB_URL"] == url
+    assert environment(rendered["query"])["QUERY_MONGODB_URL"] == url
     assert "mongo" in [p.name for p in stack.active()]  # still waited for
 
 
@@ -338,13 +349,33 @@ def test_external_postgres_and_kafka_are_not_run(tmp_path: Path) -> None:
     assert stack.env()["KAFKA_BOOTSTRAP_SERVERS"] == "kafka.example:9092"
 
 
-def test_sqlite_ferretdb_needs_no_store(tmp_path: Path) -> None:
-    stack = make_stack(tmp_path, STACK_FERRETDB_BACKEND="sqlite")
+def test_documentdb_runs_its_gateway_over_its_own_cluster(tmp_path: Path) -> None:
+    stack = make_stack(tmp_path)
     rendered = programs(stack)
-    assert "mongo-store" not in rendered
-    assert "-handler sqlite" in rendered["mongo"]["command"]
-    with pytest.raises(StackError, match="STACK_FERRETDB_BACKEND"):
-        make_stack(tmp_path / "bad", STACK_FERRETDB_BACKEND="mysql").active()
+    store = rendered["mongo-store"]["command"]
+    assert store.startswith("/usr/lib/postgresql/15/bin/postgres ")
+    assert "shared_preload_libraries=pg_cron,pg_documentdb_core,pg_documentdb" in store
+    assert "cron.use_background_workers=on" in store
+    gateway = rendered["mongo"]["command"].split()
+    assert gateway[0].endswith("/gateway/documentdb_gateway")
+    assert gateway[1] == str(stack.run_dir / "documentdb" / "gateway.json")
+    assert rendered["mongo"]["stopsignal"] == "INT"
+    order = [p.name for p in stack.active()]
+    assert order.index("mongo-store") < order.index("mongo") < order.index("query")
+    url = stack.env()["MONGODB_URL"]
+    assert url.startswith("mongodb://catalog_admin:catalog@127.0.0.1:17017/")
+    assert "authMechanism=SCRAM-SHA-256" in url
+
+
+def test_the_vendor_directory_is_a_setting(tmp_path: Path) -> None:
+    assert provision.vendor_dir({}) == (stack_engine.REPO.parent / "shared" / "vendor").resolve()
+    assert provision.vendor_dir({"STACK_VENDOR_DIR": str(tmp_path)}) == tmp_path.resolve()
+    with pytest.raises(StackError, match="STACK_VENDOR_DIR"):
+        provision.documentdb_key(tmp_path)
+    (tmp_path / "SHA256SUMS").write_text("0" * 64 + "  documentdb-x.tar.gz\n")
+    first = provision.documentdb_key(tmp_path)
+    (tmp_path / "SHA256SUMS").write_text("1" * 64 + "  documentdb-x.tar.gz\n")
+    assert provision.documentdb_key(tmp_path) != first  # keyed by the archives' checksums
 
 
 def test_stack_relays_chooses_how_many_relays_run(tmp_path: Path) -> None:
@@ -382,7 +413,7 @@ def test_the_offset_never_lands_on_a_well_known_port(tmp_path: Path) -> None:
     assert not set(stack.ports.values()) & stack_engine.WELL_KNOWN_PORTS
     assert len(set(stack.ports.values())) == len(stack.ports)
     assert all(port < stack_engine.EPHEMERAL_PORTS for port in stack.ports.values())
-    # 27017, 27018 and 27019 are MongoDB's; FerretDB and the proxy take the next ones.
+    # 27017, 27018 and 27019 are MongoDB's; DocumentDB and the proxy take the next ones.
     assert stack.ports["mongo"] == 27020
     assert stack.ports["mongo_proxy"] == 27021
     assert stack.ports["postgres"] == 25432

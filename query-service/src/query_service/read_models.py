@@ -7,6 +7,7 @@ import binascii
 import re
 import time
 import uuid
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ from catalog_contracts.read_models import (
     REVIEWS_COLLECTION,
     Generation,
     generation_from_pointer,
+    list_index,
 )
 from query_service.ports import (
     InvalidCursor,
@@ -35,6 +37,7 @@ from query_service.ports import (
     SortKey,
 )
 from query_service.ports import ProductFilter as ProductFilter  # callers still name it here
+from query_service.windows import AXES, Window, Windows
 
 Collection = AsyncCollection[dict[str, Any]]
 
@@ -143,6 +146,11 @@ def decode_cursor(cursor: str, tag: str, order: Order) -> tuple[Any, str]:
     value, last_id = data.get("v"), data.get("i")
     if not isinstance(last_id, str) or not _is_uuid(last_id) or not _fits(order, value):
         raise InvalidCursor("cursor is not one this API issued")
+    if order.field in AXES:
+        try:
+            AXES[order.field].key(value)  # a position its windows start from
+        except (ValueError, OverflowError):
+            raise InvalidCursor("cursor is not one this API issued") from None
     return value, last_id
 
 
@@ -155,10 +163,18 @@ def _is_uuid(text: str) -> bool:
 
 def _fits(order: Order, value: object) -> bool:
     if order.low is None or order.high is None:
-        # FerretDB fails on a NUL in a filter: a 503 would have the client retry a forgery.
+        # A text sort key never holds a NUL (PostgreSQL text cannot): a cursor with one is forged.
         return isinstance(value, str) and "\x00" not in value
     # Out of range would be a forgery, and past BSON's int64 the driver could not encode it.
     return type(value) is int and order.low <= value <= order.high
+
+
+@dataclass(frozen=True, slots=True)
+class Windowed:
+    """Read a page in windows of its sort key (query_service.windows), learned per `shape`."""
+
+    windows: Windows
+    shape: Hashable
 
 
 async def _page(
@@ -170,6 +186,7 @@ async def _page(
     tag: str,
     limit: int,
     after: tuple[Any, str] | None,
+    windowed: Windowed | None = None,
 ) -> Page:
     if after is not None:
         value, last_id = after
@@ -177,23 +194,42 @@ async def _page(
         resume = {
             "$or": [{order.field: {beyond: value}}, {order.field: value, "_id": {"$gt": last_id}}]
         }
-        # Beside the equality fields rather than around them: FerretDB pushes down only
-        # top-level equalities, so the store still narrows by them first.
         query = {**query, "$and": [resume]}
+    axis = AXES.get(order.field) if windowed is not None else None
+    ascending = order.direction == ASCENDING
+    start = None if axis is None or after is None else axis.key(after[0])
+    plan = (
+        windowed.windows.plan(windowed.shape, start, ascending)
+        if windowed is not None and axis is not None
+        else iter([Window(None, None)])
+    )
+    documents: list[dict[str, Any]] = []
     try:
-        found = (
-            collection.find(query, projection)
-            .sort([(order.field, order.direction), ("_id", ASCENDING)])
-            .limit(limit + 1)
-        )
-        documents = [doc async for doc in found]
+        for window in plan:
+            condition = window.condition(axis, ascending) if axis is not None else {}
+            bounded = {**query, "$and": [*query.get("$and", []), condition]} if condition else query
+            found = (
+                collection.find(bounded, projection)
+                .sort([(order.field, order.direction), ("_id", ASCENDING)])
+                .limit(limit + 1 - len(documents))
+            )
+            if condition and axis is not None:
+                # Through the window's index: a planner that estimates another filter (a price
+                # range, say) as narrower would read all it matches, not the window.
+                found = found.hint(list_index(axis.field, by_category="category" in query))
+            documents += [doc async for doc in found]
+            if len(documents) > limit:
+                break
     except PyMongoError as exc:
         raise ReadModelUnavailable(str(exc)) from exc
     next_cursor = None
     if len(documents) > limit:
+        if windowed is not None and axis is not None:
+            first, last = (axis.key(d[order.field]) for d in (documents[0], documents[limit]))
+            windowed.windows.learn(windowed.shape, start, first, last)
         documents = documents[:limit]
-        last = documents[-1]
-        next_cursor = encode_cursor(tag, last[order.field], last["_id"])
+        last_document = documents[-1]
+        next_cursor = encode_cursor(tag, last_document[order.field], last_document["_id"])
     return Page(documents, next_cursor)
 
 
@@ -203,6 +239,8 @@ class ProductReadModel:
     def __init__(self, db: AsyncDatabase[dict[str, Any]], *, refresh_seconds: float = 1.0) -> None:
         self._db = db
         self._refresh = refresh_seconds
+        # How far pages of each list shape reached: where the next one's windows end.
+        self._windows = Windows()
         self._generation: Generation | None = None
         self._resolved_at = 0.0
 
@@ -231,6 +269,18 @@ class ProductReadModel:
         except PyMongoError as exc:
             raise ReadModelUnavailable(str(exc)) from exc
 
+    async def get_many(self, product_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The detail documents of those products that have one, by id, in one query."""
+        ids = sorted(set(product_ids))
+        if not ids:
+            return {}
+        details = await self._collection(PRODUCT_DETAIL_COLLECTION)
+        try:
+            found = details.find({"_id": {"$in": ids}})
+            return {doc["_id"]: doc async for doc in found}
+        except PyMongoError as exc:
+            raise ReadModelUnavailable(str(exc)) from exc
+
     async def list_products(
         self, where: ProductFilter, *, sort: SortKey, limit: int, cursor: str | None
     ) -> Page:
@@ -246,6 +296,7 @@ class ProductReadModel:
             tag=sort,
             limit=limit,
             after=after,
+            windowed=Windowed(self._windows, (sort, where)),
         )
 
     async def reviews(

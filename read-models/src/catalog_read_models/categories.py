@@ -70,21 +70,19 @@ async def mark(db: Db, store: Store, generation: Generation, categories: Iterabl
 
 
 async def _mark(store: Store, collection: Collection, categories: Iterable[str]) -> None:
-    """Bump every category named: one update of them all (the categories collection is small,
-    one document per category, so even a server that cannot use an index for `$in` reads
-    little), then an upsert of each one that did not exist yet."""
+    """Bump every category named: one update of them all, then an upsert of each one that did
+    not exist yet."""
     names = sorted(set(categories))
     if not names:
         return
     now = time.time()
-    async with store.shared_write():
-        matched = await collection.update_many({"_id": {"$in": names}}, _bump_update(now))
-        if matched.matched_count == len(names):
-            return
-        found = {doc["_id"] async for doc in collection.find({"_id": {"$in": names}}, {"_id": 1})}
-        for name in names:
-            if name not in found:
-                await MARK_RACE.call(functools.partial(_bump, collection, name, now))
+    matched = await collection.update_many({"_id": {"$in": names}}, _bump_update(now))
+    if matched.matched_count == len(names):
+        return
+    found = {doc["_id"] async for doc in collection.find({"_id": {"$in": names}}, {"_id": 1})}
+    for name in names:
+        if name not in found:
+            await MARK_RACE.call(functools.partial(_bump, collection, name, now))
 
 
 class CategoryMarks:
@@ -93,8 +91,8 @@ class CategoryMarks:
     A batch hands over its categories once its products are written and waits for a round of
     marks that began after that; a round bumps each category once however many batches named
     it. Six partitions' batches each marking the same twenty categories cost twenty updates,
-    not a hundred and twenty one after another (FerretDB's marks are serialized by the store's
-    `shared_write`). A failed round fails each of its batches, which are applied again.
+    not a hundred and twenty. A failed round fails each of its batches, which are applied
+    again.
     """
 
     def __init__(self, store: Store) -> None:
@@ -154,8 +152,7 @@ async def refresh(db: Db, store: Store, generation: Generation) -> int:
     for name, seq in seqs.items():
         row = figures.get(name)
         document = category_document(name, row) if row else {"_id": name, "product_count": 0}
-        async with store.shared_write():
-            await collection.replace_one({"_id": name, "_seq": seq}, {**document, "_seq": seq})
+        await collection.replace_one({"_id": name, "_seq": seq}, {**document, "_seq": seq})
     return len(seqs)
 
 

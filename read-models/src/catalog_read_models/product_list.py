@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import IndexModel
 
 from catalog_contracts.events import ProductState
-from catalog_contracts.read_models import PRODUCT_LIST_COLLECTION, product_document
+from catalog_contracts.read_models import (
+    PRODUCT_LIST_COLLECTION,
+    list_index,
+    name_key,
+    product_document,
+)
 from catalog_read_models.product_documents import ProductDocuments
 from catalog_read_models.ratings import Figures
 
@@ -22,32 +27,31 @@ LIST_FIELDS = (
     "updated_at",
 )
 
+# Every list filters on status, maybe on category, and is read in windows of its sort key
+# (query_service.windows) through one of these indexes: one per sort key, with and without the
+# category. in_stock, a price range and `q` narrow what the index finds in a window. (The
+# names of the indexes that existed before the windows are kept: a server refuses an index of
+# the same keys under another name.)
+INDEX_NAMES = {
+    "name_key": "name_key",
+    "price_cents": "price",
+    "updated_at": "updated_at",
+    "rating_sort": "rating",
+}
 INDEXES = [
     IndexModel(
-        [("status", ASCENDING), ("category", ASCENDING), ("name", ASCENDING), ("_id", ASCENDING)],
-        name="status_category_name",
-    ),
-    IndexModel(
-        [("status", ASCENDING), ("name", ASCENDING), ("_id", ASCENDING)], name="status_name"
-    ),
-    IndexModel(
-        [("status", ASCENDING), ("price_cents", ASCENDING), ("_id", ASCENDING)], name="status_price"
-    ),
-    IndexModel(
-        [("status", ASCENDING), ("updated_at", DESCENDING), ("_id", ASCENDING)],
-        name="status_updated_at",
-    ),
-    IndexModel(
-        [("status", ASCENDING), ("rating_sort", DESCENDING), ("_id", ASCENDING)],
-        name="status_rating",
-    ),
+        list_index(key, by_category=by_category),
+        name="_".join(["status", *(["category"] if by_category else []), short]),
+    )
+    for key, short in INDEX_NAMES.items()
+    for by_category in (False, True)
 ]
 
 
 def list_fields(state: ProductState) -> dict[str, Any]:
     """The product fields of a list item (the version is the guard's)."""
     document = product_document(state)
-    return {name: document[name] for name in LIST_FIELDS}
+    return {**{name: document[name] for name in LIST_FIELDS}, "name_key": name_key(state.name)}
 
 
 def list_rating(figures: Figures) -> dict[str, Any]:

@@ -78,6 +78,8 @@ class ProductListDocument(Contract):
     in_stock: bool
     status: ProductStatus
     updated_at: str
+    # `name_key(name)`: lists sorted by name are read in windows of it.
+    name_key: int
     version: int
     rating_average: str | None
     rating_count: int
@@ -139,6 +141,37 @@ def product_document(state: ProductState) -> dict[str, Any]:
         "created_at": format_timestamp(state.created_at),
         "updated_at": format_timestamp(state.updated_at),
     }
+
+
+NAME_KEY_BYTES = 7  # 56 bits: an int64 every server indexes
+
+
+def name_key(name: str) -> int:
+    """The first bytes of a name's UTF-8 as a number (a list document's `name_key`).
+
+    Names in byte order (both stores' order of strings) have keys in the same order, so a range
+    of keys holds a contiguous run of names sorted by name: a list sorted by name is read in
+    windows of keys (query_service.windows).
+    """
+    return int.from_bytes(name.encode()[:NAME_KEY_BYTES].ljust(NAME_KEY_BYTES, b"\0"), "big")
+
+
+# The sort keys of a product list, each with its direction: the key fields a list is read in
+# windows of (`name` is read through `name_key`).
+LIST_SORT_KEYS: dict[str, tuple[str, int]] = {
+    "name_key": ("name_key", 1),
+    "price_cents": ("price_cents", 1),
+    "updated_at": ("updated_at", -1),
+    "rating_sort": ("rating_sort", -1),
+}
+
+
+def list_index(key_field: str, *, by_category: bool) -> list[tuple[str, int]]:
+    """The key of the `product_list` index a list windowed on `key_field` is read through:
+    every list filters on status, maybe on category. The read model creates these indexes;
+    the query side names them in its windowed reads' hints."""
+    category = [("category", 1)] if by_category else []
+    return [("status", 1), *category, LIST_SORT_KEYS[key_field], ("_id", 1)]
 
 
 def review_document(state: ReviewState) -> dict[str, Any]:
