@@ -1,9 +1,9 @@
 """The relay's and the projector's backlog: mixed events over a bounded set of products.
 
 Creates, price changes, stock adjustments and renames, in a random order that keeps each
-product's versions in sequence (as the relay publishes them). Spreading many events over a few
-thousand products keeps the read-model collection, which FerretDB scans on every operation,
-at a size the run can afford, while every event is still a real change to apply.
+product's versions in sequence (as the relay publishes them). The products are a fixed number
+(Sizes.backlog_products, the relay's and the projector's `products`), so the projector's
+figure does not move with the catalog's size, while every event is still a real change to apply.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import shutil
 import signal
@@ -51,13 +52,15 @@ class Sizes:
     reps: int
     seconds: float  # one throughput window (wrk or a raw loop)
     concurrency: int  # connections of the load generator and workers of every raw loop
-    seed_products: int  # products the stock adjustments and detail reads pick from
+    seed_products: int  # products the command stage seeds for its stock adjustments
     backlog_events: int  # relay and projector backlogs
     backlog_products: int  # products those backlog events are spread over
     categories: int
     single_seconds: float  # one window of the projector's one-event-at-a-time mode
     latency_seconds: float  # one window of the relay and end-to-end latency runs
-    model_products: int  # products in both models for the single-model comparison
+    # Products in both models that the query, end-to-end and single-model stages each seed
+    # (and remove) for themselves.
+    catalog_products: int
     page_products: int  # products (0-50 reviews each) in both models for the product page
 
     @classmethod
@@ -119,7 +122,7 @@ def fresh_stack(*, reuse: bool = False) -> None:
     Every run starts from the same state (the sizes the stages create, nothing left from a
     run before), and the developer's own stack and its data are left alone. With `reuse`, the
     last run's stack starts again with its data. BENCH_MONGODB_URL, when set, points the read
-    side at that server (a real MongoDB) instead of FerretDB.
+    side at that server (a real MongoDB) instead of the stack's DocumentDB.
     """
     directory = stack_dir()
     if reuse and (directory / "stack.json").exists():
@@ -159,11 +162,12 @@ def median(values: Sequence[float]) -> float:
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
+    """Nearest-rank percentile (q in 0..100): the smallest value with q% of them at or below."""
     if not values:
         return float("nan")
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    # q * n first: 0.99 * 300 is a hair above 297 in floating point, 99 * 300 / 100 is not.
+    rank = max(1, min(len(ordered), math.ceil(q * len(ordered) / 100)))
     return ordered[rank - 1]
 
 

@@ -143,19 +143,26 @@ PARTS = (
     ("relay", ("command-service", "relay")),
     ("projector", ("projector", "run")),
     ("query-service", ("query-service", "serve")),
-    ("ferretdb", ("ferretdb", "-listen-addr")),
+    ("documentdb gateway", ("documentdb_gateway",)),
     ("kafka", ("java", "kafka")),
     ("gateway (nginx)", ("nginx",)),
     # a backend's title: `postgres: USER DATABASE HOST STATE`
     ("postgres: write model", ("postgres: ", "postgres: catalog catalog ")),
-    ("postgres: FerretDB's store", ("postgres: ", "postgres: catalog ferretdb ")),
     ("postgres: background", ("postgres: ",)),
 )
+# DocumentDB's PostgreSQL cluster (the stack part `mongo-store`): its postmaster's command line
+# names the cluster's directory. Its backends (the gateway's sessions, as the store's users, in
+# its `postgres` database) and its background workers are that postmaster's children.
+STORE = "postgres: DocumentDB's store"
+STORE_CLUSTER = "mongo-store"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _part(cmdline: str) -> str | None:
-    """The part a command line belongs to; PostgreSQL backends title themselves `postgres: `."""
+def _part(cmdline: str, parent: str = "") -> str | None:
+    """The part a command line belongs to, given its parent's; PostgreSQL backends title
+    themselves `postgres: `, and the store cluster's are told apart by their postmaster."""
+    if cmdline.startswith("postgres: ") and STORE_CLUSTER in parent:
+        return STORE
     for label, needles in PARTS:
         if needles[0] == "postgres: " and not cmdline.startswith(needles[0]):
             continue
@@ -164,20 +171,31 @@ def _part(cmdline: str) -> str | None:
     return None
 
 
+def _cmdline(pid: str) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode(errors="replace")
+
+
 def _process_ticks() -> dict[int, tuple[str, int]]:
     """Every process's part label and its user+system CPU ticks so far."""
     found: dict[int, tuple[str, int]] = {}
+    parents: dict[str, str] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
-            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            cmdline = _cmdline(entry.name)
             with open(f"/proc/{entry.name}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
+            parent = ""
+            if cmdline.startswith("postgres: "):  # only a backend needs its postmaster's
+                ppid = fields[1]
+                if ppid not in parents:
+                    parents[ppid] = _cmdline(ppid)
+                parent = parents[ppid]
         except OSError:
             continue  # gone meanwhile
-        label = _part(cmdline)
+        label = _part(cmdline, parent)
         if label is not None:
             found[int(entry.name)] = (label, int(fields[11]) + int(fields[12]))
     return found

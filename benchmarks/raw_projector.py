@@ -3,10 +3,8 @@
 Reads and decodes the whole backlog first (not timed), then, per batch of the projector's batch
 size, keeps each product's newest state (the projector does the same) and writes version-guarded
 upserts to both product read models (`product_list` and `product_detail`, one document
-each). On MongoDB that is one unordered `bulk_write` per batch. FerretDB v1 runs a bulk of
-matched updates at a few dozen per second and fails some outright, so there the baseline sends
-the same upserts one by one, 16 in flight (the projector's concurrency): the fastest way that
-server takes them, and the projector's way on it.
+each), as one unordered `bulk_write` per batch and collection, on MongoDB and DocumentDB
+alike.
 
     python -m benchmarks.raw_projector --bootstrap B --topic T --mongodb-url U --database D
 """
@@ -26,12 +24,13 @@ import uvloop
 from aiokafka import AIOKafkaConsumer
 from pymongo import AsyncMongoClient, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError
 
 from benchmarks.kafka import partitions as topic_partitions
 from catalog_contracts.read_models import PRODUCT_DETAIL_COLLECTION, PRODUCT_LIST_COLLECTION
 
 BATCH = 1000  # PROJECTOR_BATCH_SIZE default
-CONCURRENCY = 16  # the projector's writer concurrency on FerretDB
+DUPLICATE_KEY = 11000
 
 
 async def read_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
@@ -73,22 +72,21 @@ def document(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def write_one_by_one(products: AsyncCollection[Any], documents: list[dict[str, Any]]) -> None:
-    limit = asyncio.Semaphore(CONCURRENCY)
-
-    async def write(doc: dict[str, Any]) -> None:
-        async with limit:
-            guard = {"_id": doc["_id"], "version": {"$lt": doc["version"]}}
-            await products.replace_one(guard, doc, upsert=True)
-
-    await asyncio.gather(*(write(d) for d in documents))
+async def write(
+    products: AsyncCollection[dict[str, Any]], operations: list[ReplaceOne[dict[str, Any]]]
+) -> None:
+    """One unordered bulk; a guard that did not match collides on `_id` (the newer stays)."""
+    try:
+        await products.bulk_write(operations, ordered=False)
+    except BulkWriteError as exc:
+        if any(error["code"] != DUPLICATE_KEY for error in exc.details["writeErrors"]):
+            raise
 
 
 async def run(bootstrap: str, topic: str, url: str, database: str) -> dict[str, Any]:
     states = await read_topic(bootstrap, topic)
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
     try:
-        ferretdb = "ferretdbVersion" in await client.admin.command("buildInfo")
         collections = [
             client[database][PRODUCT_LIST_COLLECTION],
             client[database][PRODUCT_DETAIL_COLLECTION],
@@ -101,17 +99,12 @@ async def run(bootstrap: str, topic: str, url: str, database: str) -> dict[str, 
                 if kept is None or kept["version"] < state["version"]:
                     newest[state["id"]] = state
             documents = [document(s) for s in newest.values()]
+            operations = [
+                ReplaceOne({"_id": d["_id"], "version": {"$lt": d["version"]}}, d, upsert=True)
+                for d in documents
+            ]
             for products in collections:
-                if ferretdb:
-                    await write_one_by_one(products, documents)
-                else:
-                    operations = [
-                        ReplaceOne(
-                            {"_id": d["_id"], "version": {"$lt": d["version"]}}, d, upsert=True
-                        )
-                        for d in documents
-                    ]
-                    await products.bulk_write(operations, ordered=False)
+                await write(products, operations)
         elapsed = time.perf_counter() - started
         await client.drop_database(database)
     finally:

@@ -1,9 +1,11 @@
 """Runs the stages in the order their data needs, then writes the three result files.
 
-Order: the command stage first (its outbox rows are then drained by the live pipeline), the
-relay's backlog next (its topic is the projector's backlog), then reads, end-to-end latency,
-then the single-model comparison, which needs 100,000 products in both models, and last the
-product page against the single model's joins (it seeds and removes its own products).
+Order: the command stage first (its pace sets the later stages' rates), the relay's backlog
+next (its topic is the projector's backlog), then reads, end-to-end latency, the single-model
+comparison and the product page against the single model's joins. Each stage measures on the
+products it seeds itself (its `products` figure); once it ends, whether it finished or not,
+every product of the bench goes from both models (stages.clear_catalog), so no stage measures
+on another's leftovers.
 """
 
 from __future__ import annotations
@@ -30,31 +32,52 @@ from benchmarks.common import (
 )
 
 
+def describe_store(info: dict[str, Any]) -> str:
+    """The read store from its `buildInfo` (DocumentDB's gateway reports no `gitVersion`, as
+    catalog_read_models.store.server_kind tells them apart)."""
+    version = info.get("version", "?")
+    if "gitVersion" in info:
+        return f"MongoDB {version}"
+    return f"DocumentDB {version} (PostgreSQL 15 extensions + gateway)"
+
+
 def read_model_backend(url: str) -> str:
     """Which server answers MONGODB_URL: the figures mean little without it."""
     from pymongo import MongoClient
 
     client: MongoClient[dict[str, Any]]
     with MongoClient(url, serverSelectionTimeoutMS=5000) as client:
-        info = client.admin.command("buildInfo")
-    if "ferretdbVersion" in info:
-        backend = os.environ.get("STACK_FERRETDB_BACKEND", "postgresql")
-        version = info["ferretdbVersion"]  # "unknown" when built from the Go module
-        return f"FerretDB {'v1' if version == 'unknown' else version} ({backend} backend)"
-    return f"MongoDB {info.get('version', '?')}"
+        return describe_store(client.admin.command("buildInfo"))
 
 
+# Every stage's figures, in the order of the report's table; null where a stage did not finish.
+# `products` is the catalog the stage measured on; `failures` (and `<baseline>_failures`) count
+# the failed requests, commands or events of the windows behind the figures beside them.
 KEYS = {
-    "command": ("rps", "p50_ms", "p99_ms", "raw_rps", "ratio"),
-    "relay": (
-        *("eps", "raw_eps", "ratio", "p50_ms", "p99_ms", "shards", "eps_2_relays"),
-        *("debezium_eps", "debezium_p50_ms", "debezium_p99_ms"),
+    "command": (
+        *("products", "rps", "p50_ms", "p99_ms", "failures", "raw_rps", "ratio"),
+        *("single_model_rps", "single_model_ratio", "single_model_failures"),
     ),
-    "projector": ("eps", "raw_eps", "ratio", "single_eps", "sink_eps"),
-    "query": ("rps", "p50_ms", "p99_ms", "raw_rps", "ratio"),
-    "e2e": ("rate", "p50_ms", "p99_ms", "polling_p99_ms"),
-    "single_model": ("list_rps", "baseline_list_rps", "categories_rps", "baseline_categories_rps"),
-    "product_page": ("rps", "p50_ms", "p99_ms", "baseline_rps", "baseline_p50_ms", "ratio"),
+    "relay": (
+        *("products", "eps", "raw_eps", "ratio", "p50_ms", "p99_ms", "failures"),
+        *("shards", "eps_2_relays"),
+        *("debezium_eps", "debezium_p50_ms", "debezium_p99_ms", "debezium_failures"),
+    ),
+    "projector": ("products", "eps", "raw_eps", "ratio", "single_eps", "sink_eps", "failures"),
+    "query": ("products", "rps", "p50_ms", "p99_ms", "failures", "raw_rps", "ratio"),
+    "e2e": (
+        *("products", "rate", "p50_ms", "p99_ms", "failures"),
+        *("polling_p99_ms", "polling_failures"),
+    ),
+    "single_model": (
+        *("products", "list_rps", "baseline_list_rps", "list_ratio"),
+        *("categories_rps", "baseline_categories_rps", "categories_ratio"),
+        *("failures", "baseline_failures"),
+    ),
+    "product_page": (
+        *("products", "rps", "p50_ms", "p99_ms", "direct_rps", "direct_p50_ms"),
+        *("baseline_rps", "baseline_p50_ms", "ratio", "failures", "baseline_failures"),
+    ),
 }
 
 
@@ -74,12 +97,22 @@ def previous_command_rps() -> float:
         return 100.0
 
 
+def clear(ctx: stages.Context, stage: str) -> None:
+    """The stage's products removed; should that fail, the next stage's `products` shows it."""
+    try:
+        stages.clear_catalog(ctx, stage)
+    except Exception:
+        traceback.print_exc()
+        ctx.note(stage, "removing its products failed (traceback on stdout)")
+
+
 def main() -> None:
     started = time.monotonic()
     sizes = Sizes.from_env()
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     chosen = [x for x in os.environ.get("BENCH_STAGES", "").split(",") if x]
-    # A partial run measures on the data the last run left; a whole run starts empty.
+    # A partial run starts the last run's stack again (its products are removed before the
+    # first stage); a whole run starts a new one.
     fresh_stack(reuse=bool(chosen))
     ctx = stages.Context(stack_env(), sizes)
     backend = read_model_backend(ctx.mongo)
@@ -104,6 +137,8 @@ def main() -> None:
     try:
         stackctl("stop", "relay")
         stackctl("stop", "projector")
+        if chosen:  # what the last run left
+            clear(ctx, "earlier run")
         for name, stage in plan:
             say(f"stage {name}")
             stage_started = time.monotonic()
@@ -112,10 +147,10 @@ def main() -> None:
             except Exception:  # later stages still run; this one's figures stay null
                 traceback.print_exc()
                 ctx.note(name, "failed (traceback on stdout); its figures are null")
-                continue
-            say(f"stage {name} done in {time.monotonic() - stage_started:.0f}s: {results[name]}")
-            if name == "command":
-                stages.drain(ctx)
+            else:
+                took = time.monotonic() - stage_started
+                say(f"stage {name} done in {took:.0f}s: {results[name]}")
+            clear(ctx, name)
     finally:
         stages.live_stop(ctx, "relay", "projector")
         asyncio.run(kafka.delete_topics(ctx.bootstrap, f"bench.{ctx.run_id}."))

@@ -3,6 +3,7 @@
 What a service without CQRS would run: the same HTTP stack as the query service (FastAPI,
 uvicorn with uvloop and httptools, orjson bodies), but each request queries PostgreSQL's
 `products` and `reviews` tables with their own indexes, under the command side's write load.
+Its writes are benchmarks/single_model_writes.py: the command service's own app, no outbox.
 
     python -m benchmarks.single_model_app --dsn DSN --port PORT
 """

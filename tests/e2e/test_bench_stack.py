@@ -1,6 +1,6 @@
 """`make bench` starts a stack of its own from nothing, on ports of its own: that start path,
-taken here as the harness takes it (a trial once saw it fail from a fresh clone, FerretDB not
-answering on the offset port, and pass when run again)."""
+taken here as the harness takes it (a trial once saw it fail from a fresh clone, the read store
+not answering on the offset port, and pass when run again)."""
 
 from __future__ import annotations
 

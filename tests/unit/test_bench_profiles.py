@@ -31,20 +31,37 @@ def test_a_missing_file_is_an_empty_profile(tmp_path: Path) -> None:
     assert profile.summary() == "profile gone: no samples"
 
 
+WRITE_MODEL = "/usr/lib/postgresql/17/bin/postgres -D /r/postgres/data -p 25432"
+STORE = "/usr/lib/postgresql/15/bin/postgres -D /r/mongo-store/data -p 25434 -c x=y"
+STORE_PART = "postgres: DocumentDB's store"
+
+
 @pytest.mark.parametrize(
-    ("cmdline", "part"),
+    ("cmdline", "parent", "part"),
     [
-        ("/v/bin/python /v/bin/command-service serve", "command-service"),
-        ("/v/bin/python /v/bin/command-service relay", "relay"),
-        ("/v/bin/python /v/bin/projector run", "projector"),
-        ("postgres: catalog catalog 127.0.0.1(5000) idle", "postgres: write model"),
-        ("postgres: catalog ferretdb 127.0.0.1(5001) idle", "postgres: FerretDB's store"),
-        ("postgres: checkpointer ", "postgres: background"),
-        # FerretDB's own command line names its PostgreSQL URL; it is not a backend.
-        ("/c/ferretdb -listen-addr 127.0.0.1:1 -postgresql-url postgres://x/ferretdb", "ferretdb"),
-        ("java -cp libs/* kafka.Kafka server.properties", "kafka"),
-        ("/usr/bin/vim notes.txt", None),
+        ("/v/bin/python /v/bin/command-service serve", "", "command-service"),
+        ("/v/bin/python /v/bin/command-service relay", "", "relay"),
+        ("/v/bin/python /v/bin/projector run", "", "projector"),
+        ("postgres: catalog catalog 127.0.0.1(5000) idle", WRITE_MODEL, "postgres: write model"),
+        ("postgres: checkpointer ", WRITE_MODEL, "postgres: background"),
+        # DocumentDB's cluster: the gateway's sessions as the store's users, its system user,
+        # and its background workers are told apart by their postmaster.
+        ("postgres: catalog_projector postgres [local] idle", STORE, STORE_PART),
+        ("postgres: catalog postgres [local] idle", STORE, STORE_PART),
+        ("postgres: pg_cron launcher ", STORE, STORE_PART),
+        # The gateway's command line names its configuration; the store's postmaster is no
+        # backend (nor is the write model's).
+        (
+            "/c/documentdb/k/gateway/documentdb_gateway /r/documentdb/gateway.json",
+            "/usr/bin/supervisord -c /r/supervisord.conf",
+            "documentdb gateway",
+        ),
+        (STORE, "/usr/bin/supervisord -c /r/supervisord.conf", None),
+        ("java -cp libs/* kafka.Kafka server.properties", "", "kafka"),
+        ("/usr/bin/vim notes.txt", "", None),
     ],
 )
-def test_processes_are_told_apart_by_their_command_lines(cmdline: str, part: str | None) -> None:
-    assert _part(cmdline) == part
+def test_processes_are_told_apart_by_their_command_lines(
+    cmdline: str, parent: str, part: str | None
+) -> None:
+    assert _part(cmdline, parent) == part

@@ -39,8 +39,9 @@ class ProjectorSettings(BaseSettings):
     # steady trickle of events (one aggregation per category per refresh, not per batch).
     category_refresh_seconds: float = Field(1.0, gt=0, le=60)
     # The largest share of the time refreshes may take: after a refresh that took T seconds the
-    # next waits at least T * (1 - share) / share, so a slow store (FerretDB sums a category by
-    # reading every document in it) is not kept busy with refreshes while batches wait.
+    # next waits at least T * (1 - share) / share, so a store slowed by large categories (the
+    # refresh aggregates every active product of each marked one) is not kept busy with
+    # refreshes while batches wait.
     category_refresh_share: float = Field(0.25, gt=0, le=1)
     # How many partitions' batches are applied at the same time (each one's events in order).
     partition_concurrency: int = Field(6, ge=1, le=64)

@@ -2,9 +2,9 @@
 
 Readers follow the live generation's pointer document; a rebuild or a repair writes to one
 named generation whatever the pointer says meanwhile. A rebuild switches the pointer by
-compare-and-set on its revision, so two rebuilds at once never undo each other's switch (on
-MongoDB: FerretDB v1 evaluates an update's filter before it writes, without a lock, which is
-why rebuilds also take a lock whose acquisition is an insert, see `rebuild.RebuildLock`).
+compare-and-set on its revision, so two rebuilds at once never undo each other's switch
+(rebuilds also take a lock whose acquisition is an insert, see `rebuild.RebuildLock`, so a
+store whose conditional update is not atomic cannot undo one either).
 """
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ product's document exists.
 
 The read before the insert costs a round trip per new product and model, and was once
 dropped (documents created without figures, the copy after the write filling them in): then
-every new product whose reviews came first needs one more update, and on FerretDB, whose
-updates read the document and write it back, two appliers of one product (a rebalance's
-overlap) lost a figure update that way (`test_two_concurrent_appliers_of_one_products_events`).
+every new product whose reviews came first needs one more update, and on a store whose updates
+read the document and write it back, two appliers of one product (a rebalance's overlap) lost
+a figure update that way (`test_two_concurrent_appliers_of_one_products_events`).
 """
 
 from __future__ import annotations

@@ -492,8 +492,7 @@ class _Rebuild:
                 ends = await replay.ends()
                 await replay.until(ends, phase="replay", progress=self.tell, mark_categories=False)
                 # What arrived meanwhile, before the switch: the catch-up after it, which the
-                # live projector overlaps, is then a few messages. (FerretDB's conditional
-                # updates are not atomic, so two writers of one document can lose one's write.)
+                # live projector overlaps, is then a few messages.
                 for _ in range(PRE_SWITCH_ROUNDS):
                     ends = await replay.ends()
                     if not await replay.behind(ends):
