@@ -13,6 +13,7 @@ import asyncio
 import json
 import random
 import subprocess
+import threading
 import time
 import traceback
 import urllib.request
@@ -37,6 +38,7 @@ from benchmarks.common import (
     free_port,
     leading_relay,
     median,
+    percentile,
     projector,
     python_module,
     relay,
@@ -944,7 +946,42 @@ def commit_to_view_window(
     )
 
 
-def e2e_runs(ctx: Context, rate: float, label: str) -> tuple[float, float, int]:
+GAUGE_LINE = "projector_categories_staleness_seconds "
+
+
+class StalenessWatch:
+    """The projector's categories staleness gauge, read every half second while it runs: how
+    far behind the category figures fell under a load (their measured bound)."""
+
+    def __init__(self, metrics_url: str) -> None:
+        self._url = metrics_url
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> StalenessWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                with urllib.request.urlopen(self._url, timeout=2) as response:
+                    text = response.read().decode()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                if line.startswith(GAUGE_LINE):
+                    self.samples.append(float(line.split()[-1]))
+
+
+def e2e_runs(
+    ctx: Context, rate: float, label: str, staleness: list[float] | None = None
+) -> tuple[float, float, int]:
     """p50 and p99 (ms) of response -> readable over every rep's watched commands together
     (one not readable within the window at the window's length), and the failures."""
     s = ctx.sizes
@@ -961,7 +998,10 @@ def e2e_runs(ctx: Context, rate: float, label: str) -> tuple[float, float, int]:
         )  # fmt: skip
         split = CpuByPart()
         before = projector_buckets(ctx)
-        result: Any = measured(lambda c=cmd: run_json(c, timeout=s.latency_seconds + 300))  # type: ignore[misc]
+        with StalenessWatch(ctx.projector_metrics_url) as watch:
+            result: Any = measured(lambda c=cmd: run_json(c, timeout=s.latency_seconds + 300))  # type: ignore[misc]
+        if staleness is not None:
+            staleness.extend(watch.samples)
         view_p50, view_p99, events = commit_to_view_window(ctx, before)
         if rep == 0:
             ctx.note("e2e", f"{label} window, {split.stop()}")
@@ -1013,7 +1053,14 @@ def e2e_stage(ctx: Context) -> dict[str, float]:
     products = count_products(ctx)
     rate = max(1.0, ctx.command_rps / 4)
     ctx.note("e2e", f"{products:,} products to start with; creates at {rate:.0f}/s")
-    p50, p99, failures = e2e_runs(ctx, rate, "notify")
+    staleness: list[float] = []
+    p50, p99, failures = e2e_runs(ctx, rate, "notify", staleness)
+    stale_p99 = percentile(staleness, 99) if staleness else None
+    ctx.note(
+        "e2e",
+        f"categories staleness under this load: max {max(staleness, default=0.0):.2f} s, "
+        f"p99 {stale_p99 or 0.0:.2f} s ({len(staleness)} samples of the projector's gauge)",
+    )
     if p50 > 1000:  # behind at the target's rate: where does it keep up?
         low_rate(ctx, "notify", rate / 2)
     low_rate(ctx, "notify")
@@ -1035,6 +1082,8 @@ def e2e_stage(ctx: Context) -> dict[str, float]:
         "failures": failures,
         "polling_p99_ms": polling_p99,
         "polling_failures": polling_failures,
+        "categories_staleness_max_s": max(staleness, default=0.0),
+        "categories_staleness_p99_s": stale_p99 or 0.0,
     }
 
 

@@ -143,7 +143,6 @@ def settings(**overrides: Any) -> QuerySettings:
     values: dict[str, Any] = {
         "min_version_wait_seconds": 2.0,
         "min_version_poll_seconds": 0.01,
-        "min_version_poll_max_seconds": 0.1,
     }
     return QuerySettings(**{**values, **overrides})
 
@@ -387,7 +386,7 @@ def forged(payload: object) -> str:
         ("-rating", encode_cursor(review_cursor_tag("-rating"), 5, rid(1))),
         ("name", encode_cursor("name", "Alpha", "1")),
         ("name", encode_cursor("name", "Alpha", pid(1).replace("-", ""))),
-        # FerretDB fails on a NUL in a filter: a 503 would have the client retry a forgery.
+        # No name holds a NUL: a cursor with one is forged, not a store outage (503).
         ("name", encode_cursor("name", "Al\x00pha", pid(1))),
         ("name", "x" * 1001),
     ],
@@ -661,6 +660,74 @@ async def test_the_wait_is_bounded_by_the_setting(fake: FakeReadModel) -> None:
     assert response.headers["retry-after"] == "1"
     assert bound <= elapsed < 1.5
     assert fake.reads[pid(2)] > 1
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Return once `condition` holds; fail (TimeoutError) if it does not within 2 s."""
+    async with asyncio.timeout(2):
+        while not condition():
+            await asyncio.sleep(0.001)
+
+
+async def test_waits_for_different_products_share_each_read(
+    fake: FakeReadModel, client: httpx.AsyncClient
+) -> None:
+    waited = [pid(n) for n in (1, 2, 3, 5, 6)]
+
+    async def project_once_every_request_waits() -> int:
+        # Each request read its product once before it waited.
+        await until(lambda: all(fake.reads[key] >= 1 for key in waited))
+        first_round = len(fake.many_reads)
+        await until(lambda: len(fake.many_reads) > first_round)
+        for key in waited:
+            fake.bump(key)
+        return first_round
+
+    async with asyncio.timeout(5):
+        *responses, first_round = await asyncio.gather(
+            *(client.get(f"{PRODUCTS}/{key}", params={"min_version": "2"}) for key in waited),
+            project_once_every_request_waits(),
+        )
+    assert [r.json()["version"] for r in responses] == [2] * len(waited)
+    rounds = fake.many_reads[first_round:]
+    # At least one round before the products moved on and the one that saw them: each read
+    # every product waited for at once, however many requests waited.
+    assert len(rounds) >= 2
+    assert all(read == sorted(waited) for read in rounds)
+
+
+async def test_a_store_failing_during_waits_is_a_503_problem_for_each(
+    fake: FakeReadModel, client: httpx.AsyncClient
+) -> None:
+    waited = [pid(1), pid(2), pid(2)]
+
+    async def fail_once_every_request_waits() -> None:
+        await until(lambda: fake.reads[pid(1)] >= 1 and fake.reads[pid(2)] >= 2)
+        fake.unavailable = True
+
+    async with asyncio.timeout(5):
+        *responses, _ = await asyncio.gather(
+            *(client.get(f"{PRODUCTS}/{key}", params={"min_version": "5"}) for key in waited),
+            fail_once_every_request_waits(),
+        )
+    for response, key in zip(responses, waited, strict=True):
+        body = assert_problem(response, 503, "read-model-unavailable")
+        assert response.headers["retry-after"] == "1"
+        assert body["instance"] == f"{PRODUCTS}/{key}"
+
+
+async def test_a_wait_whose_client_is_gone_is_read_for_no_more(
+    fake: FakeReadModel, client: httpx.AsyncClient
+) -> None:
+    request = asyncio.create_task(client.get(f"{PRODUCTS}/{pid(2)}", params={"min_version": "9"}))
+    await until(lambda: len(fake.many_reads) >= 1)
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    reads = len(fake.many_reads)
+    # Ten polls: a waiter left behind would have been read for again.
+    await asyncio.sleep(10 * settings().min_version_poll_seconds)
+    assert len(fake.many_reads) == reads
 
 
 @pytest.mark.parametrize("min_version", ["0", "-1", "two", str(2**62 + 1)])

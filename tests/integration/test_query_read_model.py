@@ -244,3 +244,13 @@ async def test_q_matches_name_case_insensitively(mongo_db: Db) -> None:
         ProductFilter(q="item 1"), sort="name", limit=50, cursor=None
     )
     assert [d["name"] for d in page.items] == [f"Item {i}" for i in range(10, 20)]
+
+
+async def test_get_many_reads_the_documents_that_exist_in_one_query(mongo_db: Db) -> None:
+    histories = await seed(mongo_db)
+    model = ProductReadModel(mongo_db)
+    wanted = [str(h.state.id) for h in histories[:5]]
+    found = await model.get_many([*wanted, str(uuid4()), wanted[0]])
+    assert sorted(found) == sorted(wanted)
+    assert all(found[key]["_id"] == key for key in wanted)
+    assert await model.get_many([]) == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +17,7 @@ from query_service.api.routes import router
 from query_service.ports import ReadModel, ReadModelUnavailable
 from query_service.read_models import ProductReadModel
 from query_service.settings import QuerySettings
+from query_service.waiters import VersionWaiters
 from service_runtime.health import health_router
 from service_runtime.middleware import HttpMetrics, MetricsMiddleware
 from service_runtime.problems import install_problem_handlers, problem_response
@@ -24,34 +26,37 @@ from service_runtime.problems import install_problem_handlers, problem_response
 def create_app(
     settings: QuerySettings | None = None, *, read_model: ReadModel | None = None
 ) -> FastAPI:
-    """The query API over `read_model`, or over MongoDB (opened on startup, closed on shutdown)."""
+    """The query API over `read_model`, or over MongoDB (opened on startup, closed on shutdown),
+    with the process's one reader of read-your-writes waits."""
     settings = settings or QuerySettings()
     registry = CollectorRegistry()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
-        if read_model is not None:
-            app.state.read_model = read_model
+        async with contextlib.AsyncExitStack() as resources:
+            model = read_model
+            if model is None:
+                client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+                    settings.mongodb_url,
+                    appname="catalog-query",
+                    maxPoolSize=settings.max_pool_size,
+                    serverSelectionTimeoutMS=2000,
+                    timeoutMS=settings.mongodb_timeout_ms,
+                    tz_aware=True,
+                )
+                resources.push_async_callback(client.close)
+                # `model` is typed as the port, so the type checker holds the adapter to it.
+                model = ProductReadModel(
+                    client[settings.mongodb_database],
+                    refresh_seconds=settings.generation_refresh_seconds,
+                )
+            app.state.read_model = model
+            # Closed before the client: no round may read through a closed client.
+            app.state.version_waiters = await resources.enter_async_context(
+                VersionWaiters(model, poll_seconds=settings.min_version_poll_seconds)
+            )
             yield
-            return
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            settings.mongodb_url,
-            appname="catalog-query",
-            maxPoolSize=settings.max_pool_size,
-            serverSelectionTimeoutMS=2000,
-            timeoutMS=settings.mongodb_timeout_ms,
-            tz_aware=True,
-        )
-        # Typed as the port, so the type checker holds the adapter to it.
-        mongo: ReadModel = ProductReadModel(
-            client[settings.mongodb_database], refresh_seconds=settings.generation_refresh_seconds
-        )
-        app.state.read_model = mongo
-        try:
-            yield
-        finally:
-            await client.close()
 
     app = FastAPI(
         title="Catalog query API",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -47,6 +48,10 @@ class ReadModel(Protocol):
 
     async def get(self, product_id: str) -> dict[str, Any] | None:
         """The product's `ProductDetailDocument`, or None."""
+        ...
+
+    async def get_many(self, product_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The `ProductDetailDocument`s of those products that have one, by id, in one read."""
         ...
 
     async def list_products(

@@ -19,10 +19,10 @@ class QuerySettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(18002, ge=1, le=65535)
     min_version_wait_seconds: float = Field(3.0, gt=0, le=30)
-    # A waiting read re-reads its document after 10 ms, then 25% later each time, up to every
-    # 100 ms: a lagging projector is not made slower still by a storm of re-reads.
-    min_version_poll_seconds: float = Field(0.01, gt=0, le=1)
-    min_version_poll_max_seconds: float = Field(0.1, gt=0, le=5)
+    # The pause between the rounds of the process's one `min_version` reader. One read per
+    # round serves every waiting request, so the store's load does not grow with the waiters
+    # and the pause can stay short enough to add little to a read-your-writes answer.
+    min_version_poll_seconds: float = Field(0.02, gt=0, le=1)
     max_pool_size: int = Field(50, ge=1)
     # Every read-model operation ends within this time (PyMongo's timeoutMS: the server is
     # told with maxTimeMS, and the client stops waiting); past it the answer is a 503. A read

@@ -11,19 +11,13 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.responses import Response
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_result,
-    stop_after_delay,
-    wait_exponential,
-)
 
 from catalog_contracts.money import PriceError, parse_price, price_to_cents
 from catalog_contracts.problems import problem
 from query_service.api.schemas import CategoryStats, ProductDetail, ProductPage, ReviewPage
 from query_service.ports import InvalidCursor, ProductFilter, ReadModel, ReviewSortKey, SortKey
 from query_service.settings import QuerySettings
+from query_service.waiters import VersionWaiters, reached
 from service_runtime.problems import problem_response
 
 router = APIRouter(prefix="/api/v1", tags=["queries"])
@@ -52,8 +46,15 @@ def get_settings(request: Request) -> QuerySettings:
     return settings
 
 
+def get_version_waiters(request: Request) -> VersionWaiters:
+    """The process's read-your-writes waits, which the composition root opened."""
+    waiters: VersionWaiters = request.app.state.version_waiters
+    return waiters
+
+
 ReadModelDep = Annotated[ReadModel, Depends(get_read_model)]
 SettingsDep = Annotated[QuerySettings, Depends(get_settings)]
+VersionWaitersDep = Annotated[VersionWaiters, Depends(get_version_waiters)]
 
 _JSON = "application/json"
 
@@ -86,8 +87,8 @@ async def list_products(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(min_length=1, max_length=1000)] = None,
 ) -> Response:
-    # No product's category holds a NUL (PostgreSQL text cannot) and FerretDB fails on one in a
-    # filter: a 503 would have the client retry what can never succeed.
+    # No product's category holds a NUL (PostgreSQL text cannot), and a store may fail on one in
+    # a filter: a 503 would have the client retry what can never succeed.
     if category is not None and "\x00" in category:
         raise _invalid("category", "must not contain NUL characters")
     low, high = _cents("min_price", min_price), _cents("max_price", max_price)
@@ -194,40 +195,6 @@ def _etag_matches(if_none_match: str | None, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
-async def _read_until_version(
-    read_model: ReadModel, key: str, min_version: int, wait: float, settings: QuerySettings
-) -> dict[str, Any] | None:
-    """Read the document until it reaches `min_version` or `wait` seconds have passed.
-
-    MIN_VERSION_POLL: re-read after `min_version_poll_seconds`, then 25% later each time up to
-    `min_version_poll_max_seconds`, the last pause cut to the deadline, so many waiting
-    readers do not keep the store (and the projector they wait for) busy. A store error ends
-    the wait at once.
-    """
-    deadline = time.monotonic() + wait
-    growing = wait_exponential(
-        multiplier=settings.min_version_poll_seconds,
-        exp_base=1.25,
-        max=settings.min_version_poll_max_seconds,
-    )
-
-    def pause(state: RetryCallState) -> float:
-        return min(growing(state), max(0.0, deadline - time.monotonic()))
-
-    def behind(document: dict[str, Any] | None) -> bool:
-        return document is None or document["version"] < min_version
-
-    polling = AsyncRetrying(
-        retry=retry_if_result(behind),
-        wait=pause,
-        stop=stop_after_delay(wait),
-        # Out of time: the last document read, for the 503 to say how far behind it is.
-        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
-    )
-    document: dict[str, Any] | None = await polling(read_model.get, key)
-    return document
-
-
 @get_and_head(
     "/products/{product_id}",
     response_model=ProductDetail,
@@ -243,6 +210,7 @@ async def get_product(
     product_id: UUID,
     read_model: ReadModelDep,
     settings: SettingsDep,
+    version_waiters: VersionWaitersDep,
     min_version: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     if_none_match: Annotated[str | None, Header(max_length=200)] = None,
     prefer: Annotated[
@@ -251,12 +219,14 @@ async def get_product(
     ] = None,
 ) -> Response:
     key = str(product_id)
-    if min_version is None:
-        document = await read_model.get(key)
-    else:
+    # Read at once: a version already there is answered without waiting for the next round.
+    document = await read_model.get(key)
+    if min_version is not None and not reached(document, min_version):
         wait = min(settings.min_version_wait_seconds, _preferred_wait(prefer))
-        document = await _read_until_version(read_model, key, min_version, wait, settings)
-        if document is None or document["version"] < min_version:
+        if wait > 0:
+            deadline = time.monotonic() + wait
+            document = await version_waiters.wait(key, min_version, deadline)
+        if not reached(document, min_version):
             current = None if document is None else document["version"]
             return problem_response(
                 problem(
