@@ -213,9 +213,10 @@ async def _page(
                 .sort([(order.field, order.direction), ("_id", ASCENDING)])
                 .limit(limit + 1 - len(documents))
             )
-            if condition and axis is not None:
-                # Through the window's index: a planner that estimates another filter (a price
-                # range, say) as narrower would read all it matches, not the window.
+            if axis is not None:
+                # Through the sort key's index, the window's or not: a planner that estimates
+                # another filter (a price range, say) as narrower would read all it matches,
+                # not the window; and no index holds the status every list filters on.
                 found = found.hint(list_index(axis.field, by_category="category" in query))
             documents += [doc async for doc in found]
             if len(documents) > limit:

@@ -27,11 +27,11 @@ LIST_FIELDS = (
     "updated_at",
 )
 
-# Every list filters on status, maybe on category, and is read in windows of its sort key
-# (query_service.windows) through one of these indexes: one per sort key, with and without the
-# category. in_stock, a price range and `q` narrow what the index finds in a window. (The
-# names of the indexes that existed before the windows are kept: a server refuses an index of
-# the same keys under another name.)
+# A list is read in windows of its sort key (query_service.windows) through one of these
+# indexes: one per sort key, with and without the category in front. Status, in_stock, a price
+# range and `q` are checked on what the index finds in a window (see `list_index` on why status
+# is not in them). Indexes of earlier releases that led with status (`status_*`) are no longer
+# read; `catalogctl rebuild` makes a generation without them.
 INDEX_NAMES = {
     "name_key": "name_key",
     "price_cents": "price",
@@ -41,7 +41,7 @@ INDEX_NAMES = {
 INDEXES = [
     IndexModel(
         list_index(key, by_category=by_category),
-        name="_".join(["status", *(["category"] if by_category else []), short]),
+        name="_".join(["list", *(["category"] if by_category else []), short]),
     )
     for key, short in INDEX_NAMES.items()
     for by_category in (False, True)

@@ -167,11 +167,18 @@ LIST_SORT_KEYS: dict[str, tuple[str, int]] = {
 
 
 def list_index(key_field: str, *, by_category: bool) -> list[tuple[str, int]]:
-    """The key of the `product_list` index a list windowed on `key_field` is read through:
-    every list filters on status, maybe on category. The read model creates these indexes;
-    the query side names them in its windowed reads' hints."""
+    """The key of the `product_list` index a list windowed on `key_field` is read through
+    (the category first when the list filters by one). The read model creates these indexes;
+    the query side names them in its windowed reads' hints.
+
+    The status every list filters on is not in them: nearly every document is active, and
+    DocumentDB's compound indexes do not narrow by a leading key that matches almost
+    everything (a category's price window read through (status, category, price) cost 15 ms
+    at 100,000 documents, through (category, price) 2.4 ms). The status is checked on the few
+    documents a window holds.
+    """
     category = [("category", 1)] if by_category else []
-    return [("status", 1), *category, LIST_SORT_KEYS[key_field], ("_id", 1)]
+    return [*category, LIST_SORT_KEYS[key_field], ("_id", 1)]
 
 
 def review_document(state: ReviewState) -> dict[str, Any]:
