@@ -664,6 +664,8 @@ def paced_latency(ctx: Context, topic: str, publisher: str) -> tuple[float, floa
 def projector_stage(ctx: Context) -> dict[str, float]:
     """The relay stage's topic into fresh databases: the projector vs PyMongo's raw upserts."""
     s = ctx.sizes
+    if not ctx.backlog_topic:
+        raise RuntimeError("the projector stage reads the relay stage's topic: run both")
     live_stop(ctx, "projector")
     topic, total = ctx.backlog_topic, s.backlog_events
     products = ctx.backlog_products or s.backlog_products
