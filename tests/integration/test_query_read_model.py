@@ -254,3 +254,14 @@ async def test_get_many_reads_the_documents_that_exist_in_one_query(mongo_db: Db
     assert sorted(found) == sorted(wanted)
     assert all(found[key]["_id"] == key for key in wanted)
     assert await model.get_many([]) == {}
+
+
+async def test_a_list_without_its_indexes_still_answers(mongo_db: Db) -> None:
+    """Lists name their index in a hint; a generation whose indexes were never made (a store
+    restored without them) answers without the hint rather than with a 503."""
+    listed, _ = product_documents(ProductHistory(name="Lone").state)
+    await mongo_db[PRODUCT_LIST_COLLECTION].insert_one(listed)
+    page = await ProductReadModel(mongo_db).list_products(
+        ProductFilter(), sort="price", limit=5, cursor=None
+    )
+    assert [d["name"] for d in page.items] == ["Lone"]

@@ -15,7 +15,7 @@ import orjson
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 
 from catalog_contracts.money import MAX_PRICE, price_to_cents
 from catalog_contracts.read_models import (
@@ -169,6 +169,31 @@ def _fits(order: Order, value: object) -> bool:
     return type(value) is int and order.low <= value <= order.high
 
 
+async def _find(
+    collection: Collection,
+    query: dict[str, Any],
+    projection: dict[str, int],
+    order: Order,
+    limit: int,
+    hint: list[tuple[str, int]] | None,
+) -> list[dict[str, Any]]:
+    """One sorted read, through `hint`'s index; without it where the index does not exist (a
+    generation whose indexes were never made answers slowly rather than not at all)."""
+    found = (
+        collection.find(query, projection)
+        .sort([(order.field, order.direction), ("_id", ASCENDING)])
+        .limit(limit)
+    )
+    if hint is None:
+        return [doc async for doc in found]
+    try:
+        return [doc async for doc in found.hint(hint)]
+    except OperationFailure as exc:
+        if "hint" not in str(exc).lower():
+            raise
+        return await _find(collection, query, projection, order, limit, None)
+
+
 @dataclass(frozen=True, slots=True)
 class Windowed:
     """Read a page in windows of its sort key (query_service.windows), learned per `shape`."""
@@ -208,17 +233,14 @@ async def _page(
         for window in plan:
             condition = window.condition(axis, ascending) if axis is not None else {}
             bounded = {**query, "$and": [*query.get("$and", []), condition]} if condition else query
-            found = (
-                collection.find(bounded, projection)
-                .sort([(order.field, order.direction), ("_id", ASCENDING)])
-                .limit(limit + 1 - len(documents))
-            )
+            wanted = limit + 1 - len(documents)
+            hint = None
             if axis is not None:
                 # Through the sort key's index, the window's or not: a planner that estimates
                 # another filter (a price range, say) as narrower would read all it matches,
                 # not the window; and no index holds the status every list filters on.
-                found = found.hint(list_index(axis.field, by_category="category" in query))
-            documents += [doc async for doc in found]
+                hint = list_index(axis.field, by_category="category" in query)
+            documents += await _find(collection, bounded, projection, order, wanted, hint)
             if len(documents) > limit:
                 break
     except PyMongoError as exc:
