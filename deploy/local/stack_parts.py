@@ -394,9 +394,9 @@ def documentdb_gateway_command(stack: Stack) -> list[str]:
 
 
 def prepare_documentdb_gateway(stack: Stack) -> None:
-    """The gateway built (with the store), a self-signed certificate (a release build refuses to
-    start without one; plain TCP is still accepted) and its configuration."""
-    provision.ensure_documentdb(provision.vendor_dir(stack.environ))
+    """A self-signed certificate (a release build refuses to start without one; plain TCP is
+    still accepted) and the gateway's configuration. The gateway itself is built by the store's
+    provisioning, which it waits for (`needs`)."""
     directory = stack.run_dir / "documentdb"
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = directory / "cert.pem", directory / "key.pem"

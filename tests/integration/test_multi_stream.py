@@ -251,7 +251,7 @@ async def test_marks_racing_the_refresh_are_never_lost(mongo_db: Db) -> None:
     async def join(name: str, product: str, delay: float) -> None:
         await asyncio.sleep(delay)
         await products.insert_one({"_id": product, "category": name, **document})
-        await categories.mark(mongo_db, projection.store, generation, [name])
+        await categories.mark(mongo_db, generation, [name])
 
     rounds = 200
     for i in range(rounds):
@@ -273,7 +273,7 @@ async def test_marks_of_batches_applied_side_by_side_are_written_together(mongo_
     projection = await Projection.open(mongo_db)
     generation = await projection.generation()
     collection = mongo_db[generation.collection("categories")]
-    marks = categories.CategoryMarks(projection.store)
+    marks = categories.CategoryMarks()
     await marks.mark(collection, ["shared", "old"])
     before = {doc["_id"]: doc["_seq"] async for doc in collection.find({})}
 

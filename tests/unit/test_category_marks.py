@@ -34,20 +34,16 @@ class Categories:
         return type("Result", (), {"matched_count": len(names)})()
 
 
-class Store:
-    """Marks need nothing of the store beyond the collection they are given."""
-
-
 async def test_batches_marking_at_once_share_one_round() -> None:
     collection = Categories()
-    marks = CategoryMarks(Store())  # type: ignore[arg-type]
+    marks = CategoryMarks()
     await asyncio.gather(*(marks.mark(collection, ["shared", f"own-{n}"]) for n in range(6)))  # type: ignore[arg-type]
     assert collection.rounds == [["own-0", "own-1", "own-2", "own-3", "own-4", "own-5", "shared"]]
 
 
 async def test_a_mark_handed_over_during_a_round_waits_for_the_next() -> None:
     collection = Categories(gate=asyncio.Event())
-    marks = CategoryMarks(Store())  # type: ignore[arg-type]
+    marks = CategoryMarks()
     first = asyncio.create_task(marks.mark(collection, ["a"]))  # type: ignore[arg-type]
     await asyncio.sleep(0)  # the round of "a" has begun and waits on the server
     second = asyncio.create_task(marks.mark(collection, ["b"]))  # type: ignore[arg-type]
@@ -59,7 +55,7 @@ async def test_a_mark_handed_over_during_a_round_waits_for_the_next() -> None:
 
 async def test_a_failed_round_fails_each_of_its_batches_and_the_next_is_written() -> None:
     collection = Categories(failures=1)
-    marks = CategoryMarks(Store())  # type: ignore[arg-type]
+    marks = CategoryMarks()
     results = await asyncio.gather(
         marks.mark(collection, ["a"]),  # type: ignore[arg-type]
         marks.mark(collection, ["b"]),  # type: ignore[arg-type]
@@ -73,7 +69,7 @@ async def test_a_failed_round_fails_each_of_its_batches_and_the_next_is_written(
 
 async def test_a_waiter_cancelled_does_not_cancel_the_round_of_the_others() -> None:
     collection = Categories(gate=asyncio.Event())
-    marks = CategoryMarks(Store())  # type: ignore[arg-type]
+    marks = CategoryMarks()
     leaving = asyncio.create_task(marks.mark(collection, ["a"]))  # type: ignore[arg-type]
     staying = asyncio.create_task(marks.mark(collection, ["b"]))  # type: ignore[arg-type]
     await asyncio.sleep(0)

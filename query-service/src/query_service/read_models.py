@@ -223,23 +223,20 @@ async def _page(
     axis = AXES.get(order.field) if windowed is not None else None
     ascending = order.direction == ASCENDING
     start = None if axis is None or after is None else axis.key(after[0])
-    plan = (
-        windowed.windows.plan(windowed.shape, start, ascending)
-        if windowed is not None and axis is not None
-        else iter([Window(None, None)])
-    )
+    plan: Iterable[Window] = [Window(None, None)]
+    hint = None
+    if windowed is not None and axis is not None:
+        plan = windowed.windows.plan(windowed.shape, start, ascending)
+        # Through the sort key's index, the window's or not: a planner that estimates another
+        # filter (a price range, say) as narrower would read all it matches, not the window;
+        # and no index holds the status every list filters on.
+        hint = list_index(axis.field, by_category="category" in query)
     documents: list[dict[str, Any]] = []
     try:
         for window in plan:
             condition = window.condition(axis, ascending) if axis is not None else {}
             bounded = {**query, "$and": [*query.get("$and", []), condition]} if condition else query
             wanted = limit + 1 - len(documents)
-            hint = None
-            if axis is not None:
-                # Through the sort key's index, the window's or not: a planner that estimates
-                # another filter (a price range, say) as narrower would read all it matches,
-                # not the window; and no index holds the status every list filters on.
-                hint = list_index(axis.field, by_category="category" in query)
             documents += await _find(collection, bounded, projection, order, wanted, hint)
             if len(documents) > limit:
                 break

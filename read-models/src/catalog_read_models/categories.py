@@ -64,12 +64,12 @@ async def _bump(collection: Collection, name: str, now: float) -> None:
     await collection.update_one({"_id": name}, _bump_update(now), upsert=True)
 
 
-async def mark(db: Db, store: Store, generation: Generation, categories: Iterable[str]) -> None:
+async def mark(db: Db, generation: Generation, categories: Iterable[str]) -> None:
     """Mark categories whose figures may have changed; `refresh` redoes them."""
-    await _mark(store, db[generation.collection(CATEGORIES_COLLECTION)], categories)
+    await _mark(db[generation.collection(CATEGORIES_COLLECTION)], categories)
 
 
-async def _mark(store: Store, collection: Collection, categories: Iterable[str]) -> None:
+async def _mark(collection: Collection, categories: Iterable[str]) -> None:
     """Bump every category named: one update of them all, then an upsert of each one that did
     not exist yet."""
     names = sorted(set(categories))
@@ -95,8 +95,7 @@ class CategoryMarks:
     again.
     """
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self) -> None:
         self._next: dict[str, tuple[Collection, set[str], asyncio.Future[None]]] = {}
         self._writer: asyncio.Task[None] | None = None
 
@@ -121,7 +120,7 @@ class CategoryMarks:
                 rounds, self._next = self._next, {}
                 for collection, categories, done in rounds.values():
                     try:
-                        await _mark(self._store, collection, categories)
+                        await _mark(collection, categories)
                     except Exception as exc:
                         done.set_exception(exc)
                     else:
@@ -168,7 +167,7 @@ async def recompute(
     db: Db, store: Store, generation: Generation, categories: Iterable[str]
 ) -> None:
     """Mark these categories and refresh every marked one now (rebuild, reconcile)."""
-    await mark(db, store, generation, categories)
+    await mark(db, generation, categories)
     await refresh(db, store, generation)
 
 

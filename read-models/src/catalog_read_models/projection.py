@@ -29,7 +29,7 @@ class Projection:
         self.store = store
         self._generation = generation or live_generation(db)
         self.read_models = tuple(read_models or registry())
-        self._marks = categories.CategoryMarks(store)
+        self._marks = categories.CategoryMarks()
 
     @classmethod
     async def open(cls, db: Db, generation: GenerationSource | None = None) -> Projection:
