@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections import Counter
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -23,7 +22,6 @@ from catalog_contracts.read_models import (
     ProductListDocument,
     ReviewDocument,
 )
-from catalog_read_models import categories
 from catalog_read_models.projection import Projection
 from tests.fixtures.events import T0, ProductHistory, ReviewHistory
 
@@ -223,69 +221,144 @@ async def test_average_rounds_half_up(mongo_db: Db) -> None:
     assert (listed["rating_average"], listed["rating_sort"]) == ("4.13", 413)
 
 
-async def test_category_staleness_counts_from_the_oldest_unrefreshed_mark(mongo_db: Db) -> None:
+async def test_category_staleness_counts_from_the_oldest_change_not_folded(mongo_db: Db) -> None:
     projection = await Projection.open(mongo_db)
     assert await projection.categories_staleness() == 0.0
-    await projection.apply(ProductHistory(category="old").events)
+    first = ProductHistory(category="old")
+    await projection.apply(first.events)
     await asyncio.sleep(0.3)
     await projection.apply(ProductHistory(category="new").events)
+    # A later change of the first product keeps the clock of its first change.
+    await projection.apply([first.adjust(1)])
     assert await projection.categories_staleness() >= 0.3
     assert await projection.refresh_categories() == 2
     assert await projection.categories_staleness() == 0.0
     old = await mongo_db["categories"].find_one({"_id": "old"})
     assert old is not None
-    assert old["product_count"] == 1
+    assert (old["product_count"], old["total_stock"]) == (1, 6)
 
 
-async def test_marks_racing_the_refresh_are_never_lost(mongo_db: Db) -> None:
-    """A product joins a marked category while a refresh of it runs: once refreshed to the
-    end, the category counts it. A store whose conditional replace is not atomic with the
-    mark (a refresh that read the category before the mark and wrote after it) would drop the
-    mark, and the category would stay one short for good. Each round races a fresh category,
-    with the mark a little later each time."""
-    projection = await Projection.open(mongo_db)
-    generation = await projection.generation()
-    products = mongo_db[PRODUCT_DETAIL_COLLECTION]
-    document = {"status": "active", "stock": 1, "price_cents": 100}
-
-    async def join(name: str, product: str, delay: float) -> None:
-        await asyncio.sleep(delay)
-        await products.insert_one({"_id": product, "category": name, **document})
-        await categories.mark(mongo_db, generation, [name])
-
-    rounds = 200
-    for i in range(rounds):
-        await join(f"c{i}", f"{i}-first", 0)
-        await asyncio.gather(
-            projection.refresh_categories(), join(f"c{i}", f"{i}-second", i % 7 / 1000)
+async def aggregated(db: Db) -> dict[str, dict[str, Any]]:
+    """Each category's figures computed from scratch over the active product documents."""
+    figures: dict[str, dict[str, Any]] = {}
+    async for doc in db[PRODUCT_DETAIL_COLLECTION].find({"status": "active"}):
+        row = figures.setdefault(
+            doc["category"],
+            {"product_count": 0, "in_stock_count": 0, "total_stock": 0, "prices": []},
         )
+        row["product_count"] += 1
+        row["in_stock_count"] += doc["stock"] > 0
+        row["total_stock"] += doc["stock"]
+        row["prices"].append(doc["price_cents"])
+    return {
+        name: {
+            **{k: v for k, v in row.items() if k != "prices"},
+            "min_price_cents": min(row["prices"]),
+            "max_price_cents": max(row["prices"]),
+        }
+        for name, row in figures.items()
+    }
+
+
+async def stored_figures(db: Db) -> dict[str, dict[str, Any]]:
+    keys = ("product_count", "in_stock_count", "total_stock", "min_price_cents", "max_price_cents")
+    return {
+        doc["_id"]: {k: doc[k] for k in keys}
+        async for doc in db["categories"].find({"product_count": {"$gt": 0}})
+    }
+
+
+async def test_changes_racing_folds_are_folded_exactly_once(mongo_db: Db) -> None:
+    """Four appliers (two of them the same partition's events again, as a rebalance's
+    overlap does) move, reprice, restock and discontinue products while two folds run beside
+    them: once folded to the end, every category's figures are what its active products add
+    up to. A change folded twice, or lost between a fold's read and its write, shows."""
+    rng = random.Random(23)
+    products = [
+        ProductHistory(category=f"c{i % 5}", price=f"{rng.randint(1, 900)}.00", stock=i % 3)
+        for i in range(60)
+    ]
+    for product in products:
+        for _ in range(8):
+            step = rng.random()
+            if step < 0.3:
+                product.move(f"c{rng.randrange(5)}")
+            elif step < 0.6:
+                product.reprice(f"{rng.randint(1, 900)}.{rng.randint(0, 99):02d}")
+            elif step < 0.95:
+                product.adjust(rng.choice([-1, 1, 2]) if product.state.stock else 3)
+        if rng.random() < 0.2:
+            product.discontinue()
+    projection = await Projection.open(mongo_db)
+    stream = [event for product in products for event in product.events]
+    rng.shuffle(stream)
+    chunks = [stream[i : i + 7] for i in range(0, len(stream), 7)]
+    done = asyncio.Event()
+
+    async def apply(chunks: list[list[CatalogEvent]]) -> None:
+        for chunk in chunks:
+            await projection.apply(chunk)
+            await asyncio.sleep(0)
+
+    async def folds() -> None:
+        while not done.is_set():
+            await projection.refresh_categories()
+            await asyncio.sleep(0.005)
+
+    folders = [asyncio.create_task(folds()) for _ in range(2)]
+    await asyncio.gather(
+        apply(chunks[0::2]), apply(chunks[1::2]), apply(chunks[::-1][0::2]), apply(chunks[1::3])
+    )
+    done.set()
+    await asyncio.gather(*folders)
     while await projection.refresh_categories():
         pass
-    counts = Counter(
-        {doc["_id"]: doc["product_count"] async for doc in mongo_db["categories"].find({})}
-    )
-    assert counts == Counter({f"c{i}": 2 for i in range(rounds)})
+    expected = await aggregated(mongo_db)
+    assert len(expected) >= 4
+    assert await stored_figures(mongo_db) == expected
+    assert await projection.categories_staleness() == 0.0
 
 
-async def test_marks_of_batches_applied_side_by_side_are_written_together(mongo_db: Db) -> None:
-    """Six batches marking at once: each category they name is bumped once for all of them
-    (one round), new ones are created, and each batch returns only once its marks are in."""
+async def test_a_removed_extreme_is_looked_up_among_the_rest(mongo_db: Db) -> None:
+    """The cheapest and the dearest product leave (one discontinued, one moved away) and the
+    next ones take their place, found through the folded-price index; a category whose last
+    product leaves shows no figures."""
     projection = await Projection.open(mongo_db)
+    products = [ProductHistory(category="lamps", price=f"{10 + i}.00") for i in range(200)]
+    await projection.apply([e for p in products for e in p.events])
+    await projection.refresh_categories()
+    await projection.apply([products[0].discontinue(), products[-1].move("other")])
+    await projection.refresh_categories()
+    lamps = (await stored_figures(mongo_db))["lamps"]
+    assert lamps == {
+        "product_count": 198,
+        "in_stock_count": 198,
+        "total_stock": 990,
+        "min_price_cents": 1100,
+        "max_price_cents": 20800,
+    }
+    lone = ProductHistory(category="alone")
+    await projection.apply(lone.events)
+    await projection.refresh_categories()
+    await projection.apply([lone.discontinue()])
+    await projection.refresh_categories()
+    assert "alone" not in await stored_figures(mongo_db)
+    assert await stored_figures(mongo_db) == await aggregated(mongo_db)
+
+
+async def test_figures_written_before_the_ledger_are_adopted(mongo_db: Db) -> None:
+    """A generation whose figures were set before the ledger existed: the projector's start
+    gives it members as folded as the figures, so the next change is folded once, not the
+    whole category again."""
+    projection = await Projection.open(mongo_db)
+    products = [ProductHistory(category="legacy", price=f"{5 + i}.00") for i in range(5)]
+    await projection.apply([e for p in products for e in p.events])
+    await projection.refresh_categories()
     generation = await projection.generation()
-    collection = mongo_db[generation.collection("categories")]
-    marks = categories.CategoryMarks()
-    await marks.mark(collection, ["shared", "old"])
-    before = {doc["_id"]: doc["_seq"] async for doc in collection.find({})}
-
-    async def batch(n: int) -> set[str]:
-        await marks.mark(collection, ["shared", f"own-{n}"])
-        return {doc["_id"] async for doc in collection.find({"_dirty": True})}
-
-    seen = await asyncio.gather(*(batch(n) for n in range(6)))
-    after = {doc["_id"]: doc["_seq"] async for doc in collection.find({})}
-    assert after["shared"] == before["shared"] + 1
-    assert after["old"] == before["old"]
-    assert {name for name in after if name.startswith("own-")} == {f"own-{n}" for n in range(6)}
-    assert all({"shared", f"own-{n}"} <= dirty for n, dirty in enumerate(seen))
-    await marks.mark(collection, ["shared"])  # a later batch: a round of its own
-    assert (await collection.find_one({"_id": "shared"}) or {})["_seq"] == before["shared"] + 2
+    await mongo_db.drop_collection(generation.collection("category_members"))
+    await projection.ensure_indexes()  # what the projector does at start
+    assert await projection.categories_staleness() == 0.0
+    await projection.apply([products[0].adjust(10)])
+    assert await projection.refresh_categories() == 1
+    assert await stored_figures(mongo_db) == await aggregated(mongo_db)
+    assert (await stored_figures(mongo_db))["legacy"]["total_stock"] == 35

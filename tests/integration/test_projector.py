@@ -185,7 +185,7 @@ async def test_both_topics_give_products_their_ratings(
         return (
             await mongo_db[PRODUCT_DETAIL_COLLECTION].count_documents({"rating.count": {"$gt": 0}})
             == len(histories)
-            and await mongo_db["categories"].count_documents({"_dirty": True}) == 0
+            and await mongo_db["category_members"].count_documents({"d": {"$gt": 0}}) == 0
         )
 
     async with running_projector(infra, (topic, reviews_topic), mongo_db, metrics):
@@ -218,11 +218,11 @@ async def test_categories_equal_the_aggregation_of_products(
     categories = mongo_db["categories"]
 
     async def settled() -> bool:
-        # Batches mark the categories they touch; the refresh writes the figures (unmarked).
+        # Batches write the products' contributions; the refresh folds them into the figures.
         docs = {doc["_id"]: doc async for doc in categories.find({})}
         return (
             set(docs) == {"a", "b"}
-            and not any("_dirty" in doc for doc in docs.values())
+            and await mongo_db["category_members"].count_documents({"d": {"$gt": 0}}) == 0
             and docs["b"]["total_stock"] == 0
         )
 
@@ -406,7 +406,10 @@ async def test_rebuild_replays_both_topics_into_a_new_generation_while_writes_co
             and await mongo_db[generation.collection("reviews")].count_documents({})
             == expected_reviews
             and await categories.count_documents({}) == 3
-            and await categories.count_documents({"_dirty": True}) == 0
+            and await mongo_db[generation.collection("category_members")].count_documents(
+                {"d": {"$gt": 0}}
+            )
+            == 0
         )
 
     async def keep_writing() -> None:
@@ -456,7 +459,7 @@ async def test_rebuild_replays_both_topics_into_a_new_generation_while_writes_co
 
 
 # What a generation's documents hold for the projector's own bookkeeping, not for readers.
-INTERNAL = {"_seq", "_marked_at", "_dirty", "rev", "rating_rev"}
+INTERNAL = {"_folds", "d", "rev", "rating_rev"}
 
 
 def strip(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -99,7 +99,10 @@ async def test_one_read_model_is_rebuilt_alone_while_writes_continue(
             and await mongo_db[generation.collection("reviews")].count_documents({})
             == expected_reviews
             and await categories.count_documents({"product_count": {"$gt": 0}}) == 3
-            and await categories.count_documents({"_dirty": True}) == 0
+            and await mongo_db[generation.collection("category_members")].count_documents(
+                {"d": {"$gt": 0}}
+            )
+            == 0
         )
 
     async def keep_writing() -> None:

@@ -14,6 +14,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
+from catalog_read_models import categories
 from catalog_read_models.store import DocumentDBStore, MongoStore, open_store, server_kind
 from tests.fixtures.infra import Infra
 from tests.fixtures.resources import unique
@@ -71,28 +72,68 @@ async def test_avg_over_decimal128_is_where_the_servers_differ(
         assert row["avg"].to_decimal() == Decimal("1.675")
 
 
-async def test_category_figures_are_one_server_side_group(
+async def test_a_transaction_that_raises_leaves_nothing_written(
     mongo_db: AsyncDatabase[dict[str, Any]],
 ) -> None:
-    products = mongo_db["products"]
-    await products.insert_many(
-        [
-            {"_id": "a", "category": "x", "status": "active", "stock": 0, "price_cents": 500},
-            {"_id": "b", "category": "x", "status": "active", "stock": 3, "price_cents": 125},
-            {"_id": "c", "category": "x", "status": "discontinued", "stock": 9, "price_cents": 1},
-            {"_id": "d", "category": "y", "status": "active", "stock": 2, "price_cents": 700},
-        ]
+    """The category fold writes figures and members in one transaction: what it wrote before
+    an error must not stay."""
+    figures, members = mongo_db["figures"], mongo_db["members"]
+    await figures.insert_one({"_id": "x", "n": 1})
+
+    async def fold() -> None:
+        async with mongo_db.client.start_session() as session:  # noqa: SIM117
+            async with await session.start_transaction():
+                await figures.update_one({"_id": "x"}, {"$inc": {"n": 1}}, session=session)
+                await members.insert_one({"_id": "m"}, session=session)
+                raise RuntimeError("fold failed")
+
+    with pytest.raises(RuntimeError):
+        await fold()
+    assert await figures.find_one({"_id": "x"}) == {"_id": "x", "n": 1}
+    assert await members.count_documents({}) == 0
+
+
+async def test_a_document_written_in_a_transaction_is_locked_until_it_ends(
+    mongo_db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    """Folds of one category take turns: the second transaction's write of a category the
+    first one wrote fails (a write conflict) instead of interleaving, and succeeds once the
+    first has committed."""
+    figures = mongo_db["figures"]
+    await figures.insert_one({"_id": "x", "n": 0})
+    client = mongo_db.client
+    async with client.start_session() as first, client.start_session() as second:
+        await first.start_transaction()
+        await figures.update_one({"_id": "x"}, {"$inc": {"n": 1}}, session=first)
+        await second.start_transaction()
+        with pytest.raises(OperationFailure) as conflict:
+            await figures.update_one({"_id": "x"}, {"$inc": {"n": 10}}, session=second)
+        assert conflict.value.code == categories.WRITE_CONFLICT
+        await second.abort_transaction()
+        await first.commit_transaction()
+        await second.start_transaction()
+        await figures.update_one({"_id": "x"}, {"$inc": {"n": 10}}, session=second)
+        await second.commit_transaction()
+    assert await figures.find_one({"_id": "x"}) == {"_id": "x", "n": 11}
+
+
+async def test_an_extreme_lookup_reads_a_window_of_the_folded_price_index(
+    mongo_db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    members = mongo_db["members"]
+    await members.create_indexes(categories.MEMBER_INDEXES)
+    await members.insert_many(
+        [{"_id": str(i), "f": {"category": f"c{i % 4}", "price_cents": i}} for i in range(400)]
     )
-    figures = await (await open_store(mongo_db)).category_figures(products, ["x", "z"])
-    assert figures == {
-        "x": {
-            "product_count": 2,
-            "in_stock_count": 1,
-            "total_stock": 3,
-            "min_price_cents": 125,
-            "max_price_cents": 500,
-        }
-    }
+    query = {"f.category": "c1", "f.price_cents": {"$gte": 101, "$lt": 141}}
+    # Not hinted (a fold cannot fall back inside its transaction): the planner's choice.
+    plan = await members.find(query).sort("f.price_cents", 1).limit(1).explain()
+    text = json.dumps(plan, default=str)
+    assert "COLLSCAN" not in text
+    assert categories.FOLDED_PRICE_INDEX in text
+    assert (await members.find(query).sort("f.price_cents", 1).limit(1).to_list())[0][
+        "_id"
+    ] == "101"
 
 
 async def test_the_query_user_reads_and_every_write_is_refused(infra: Infra) -> None:

@@ -166,15 +166,15 @@ class Projector:
             started = time.perf_counter()
             pause = self._config.category_refresh_seconds
             try:
-                if refreshed := await self._projection.refresh_categories():
+                if folded := await self._projection.refresh_categories():
                     took = time.perf_counter() - started
                     self._metrics.category_refresh_seconds.observe(took)
-                    self._metrics.categories_refreshed.inc(refreshed)
+                    self._metrics.category_changes_folded.inc(folded)
                     pause = refresh_pause(took, pause, share)
                 staleness = await self._projection.categories_staleness()
                 self._metrics.categories_staleness.set(staleness)
             except ReadModelUnavailable as exc:
-                log.warning("category refresh failed (%s); the marks stay for the next", exc)
+                log.warning("category refresh failed (%s); the changes wait for the next", exc)
 
     async def _consume(self, stop: asyncio.Event) -> None:
         progress = time.monotonic()

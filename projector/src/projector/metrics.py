@@ -51,17 +51,17 @@ class ProjectorMetrics:
         )
         self.category_refresh_seconds = Histogram(
             "projector_category_refresh_seconds",
-            "Time to refresh every marked category's figures",
+            "Time to fold the product changes waiting in the category ledger into the figures",
             registry=registry,
         )
-        self.categories_refreshed = Counter(
-            "projector_categories_refreshed_total",
-            "Category documents set to fresh figures",
+        self.category_changes_folded = Counter(
+            "projector_category_changes_folded_total",
+            "Product changes folded into their categories' figures",
             registry=registry,
         )
         self.categories_staleness = Gauge(
             "projector_categories_staleness_seconds",
-            "Seconds since the oldest category mark no refresh has answered yet",
+            "Seconds since the oldest product change not folded into its category's figures",
             registry=registry,
         )
         self.commit_to_view = Histogram(

@@ -29,7 +29,6 @@ class Projection:
         self.store = store
         self._generation = generation or live_generation(db)
         self.read_models = tuple(read_models or registry())
-        self._marks = categories.CategoryMarks()
 
     @classmethod
     async def open(cls, db: Db, generation: GenerationSource | None = None) -> Projection:
@@ -41,7 +40,8 @@ class Projection:
         return await self._generation()
 
     async def ensure_indexes(self) -> None:
-        """Create every read model's indexes in the generation written to."""
+        """Create every read model's indexes in the generation written to (and give a
+        generation written before the category ledger its members)."""
         try:
             generation = await self._generation()
             for model in self.read_models:
@@ -49,19 +49,16 @@ class Projection:
                     await self.store.create_indexes(
                         self.db[generation.collection(logical)], indexes
                     )
+            if categories.READ_MODEL in self.read_models:
+                await categories.adopt(self.db, generation)
         except PyMongoError as exc:
             raise ReadModelUnavailable(f"cannot create indexes: {exc}") from exc
 
-    async def apply(
-        self, events: Iterable[CatalogEvent], *, mark_categories: bool = True
-    ) -> ApplyResult:
+    async def apply(self, events: Iterable[CatalogEvent]) -> ApplyResult:
         """Apply a batch: the newest event per aggregate, through each read model in order."""
         result = ApplyResult()
-        product_events: list[ProductEvent] = []
         newest: dict[tuple[str, str], CatalogEvent] = {}
         for event in events:
-            if isinstance(event, PRODUCT_EVENT_CLASSES):
-                product_events.append(event)
             key = (event.aggregate_type, str(event.aggregate_id))
             kept = newest.get(key)
             if kept is None or kept.state.version < event.state.version:
@@ -85,14 +82,10 @@ class Projection:
                 store=self.store,
                 generation=await self._generation(),
                 result=result,
-                product_events=product_events,
                 products=products,
                 reviews=reviews,
-                marks=self._marks,
-                mark_categories=mark_categories,
             )
             types = {event.event_type for event in newest.values()}
-            types |= {event.event_type for event in product_events}
             for model in self.read_models:
                 if not model.event_types & types:
                     continue
@@ -102,21 +95,23 @@ class Projection:
         return result
 
     async def refresh_categories(self) -> int:
-        """Refresh every marked category of the generation written to; how many were."""
+        """Fold the changed products of the generation written to into their categories'
+        figures; how many were."""
         try:
-            return await categories.refresh(self.db, self.store, await self._generation())
+            return await categories.fold(self.db, await self._generation())
         except PyMongoError as exc:
             raise ReadModelUnavailable(str(exc)) from exc
 
     async def categories_staleness(self) -> float:
-        """Seconds since the oldest category mark no refresh has answered yet."""
+        """Seconds since the oldest product change not folded into its category yet."""
         try:
             return await categories.staleness_seconds(self.db, await self._generation())
         except PyMongoError as exc:
             raise ReadModelUnavailable(str(exc)) from exc
 
     async def recompute_categories(self, names: Iterable[str]) -> None:
-        """Mark these categories and refresh every marked one now (rebuild, reconcile)."""
+        """Bring these categories back to what their product documents add up to now
+        (rebuild, reconcile)."""
         try:
             await categories.recompute(self.db, self.store, await self._generation(), names)
         except PyMongoError as exc:

@@ -52,6 +52,7 @@ from catalog_contracts.codec import EventDecodeError, decode_event
 from catalog_contracts.events import CatalogEvent
 from catalog_contracts.read_models import (
     CATEGORIES_COLLECTION,
+    CATEGORY_MEMBERS_COLLECTION,
     GENERATION_COLLECTIONS,
     META_COLLECTION,
     PRODUCT_DETAIL_COLLECTION,
@@ -253,7 +254,6 @@ class Replay:
         *,
         phase: str,
         progress: RebuildProgress,
-        mark_categories: bool,
     ) -> None:
         """Apply everything up to `targets`, counting offsets (a compacted topic's gaps count
         as done)."""
@@ -273,7 +273,7 @@ class Replay:
                     except EventDecodeError:
                         self.undecodable += 1  # the live projector dead-lettered it already
             if events:
-                await self.projection.apply(events, mark_categories=mark_categories)
+                await self.projection.apply(events)
                 self.events += len(events)
             reached = 0
             for tp, end in targets.items():
@@ -400,6 +400,15 @@ async def recompute_categories(
         progress.advance(len(chunk))
 
 
+async def fold_categories(projection: Projection, progress: RebuildProgress, phase: str) -> None:
+    """Fold every product change the replay wrote to the category ledger into the figures."""
+    generation = await projection.generation()
+    members = projection.db[generation.collection(CATEGORY_MEMBERS_COLLECTION)]
+    progress.phase(phase, await members.count_documents(categories.DIRTY), "product changes")
+    while folded := await projection.refresh_categories():
+        progress.advance(folded)
+
+
 async def copy_all_figures(
     db: Db,
     store: Store,
@@ -490,30 +499,23 @@ class _Rebuild:
         async with open_replay(bootstrap_servers, topics, projection) as replay:
             try:
                 ends = await replay.ends()
-                await replay.until(ends, phase="replay", progress=self.tell, mark_categories=False)
+                await replay.until(ends, phase="replay", progress=self.tell)
                 # What arrived meanwhile, before the switch: the catch-up after it, which the
                 # live projector overlaps, is then a few messages.
                 for _ in range(PRE_SWITCH_ROUNDS):
                     ends = await replay.ends()
                     if not await replay.behind(ends):
                         break
-                    await replay.until(
-                        ends, phase="catch-up", progress=self.tell, mark_categories=False
-                    )
+                    await replay.until(ends, phase="catch-up", progress=self.tell)
                 if self.model is None:
-                    await recompute_categories(self.db, store, self.new, self.tell, "categories")
+                    await fold_categories(projection, self.tell, "categories")
                 await self._switch()
                 ends = await replay.ends()
-                await replay.until(
-                    ends,
-                    phase="final catch-up",
-                    progress=self.tell,
-                    mark_categories=self.model is None,
-                )
+                await replay.until(ends, phase="final catch-up", progress=self.tell)
             finally:
                 self.events, self.undecodable = replay.events, replay.undecodable
         if self.model is None:
-            await projection.refresh_categories()
+            await fold_categories(projection, self.tell, "categories")
             await self._grace()
             return
         await self._settle(store, "")
@@ -529,13 +531,10 @@ class _Rebuild:
         await recompute_categories(self.db, store, self.new, self.tell, "catch-up after grace")
 
     async def _settle(self, store: Store, when: str) -> None:
-        """Beside a product read model rebuilt alone, the live projector changed tallies (and
-        marked categories) of the generation each batch resolved: copy every tally's figures,
-        and recompute the categories when they aggregate the rebuilt documents."""
+        """Beside a product read model rebuilt alone, the live projector changed tallies of
+        the generation each batch resolved: copy every tally's figures."""
         assert isinstance(self.model, ProductDocuments)
         await copy_all_figures(self.db, store, self.model, self.new, self.tell, f"figures{when}")
-        if self.model.name == PRODUCT_DETAIL_COLLECTION:
-            await recompute_categories(self.db, store, self.new, self.tell, f"categories{when}")
 
     async def _switch(self) -> None:
         if self.lock.lost:

@@ -4,7 +4,8 @@ Each read model is one module declaring its collections and indexes, the event t
 change it, how it applies a batch and how it compares with the write model; the projector
 (through `projection.Projection`), `rebuild` and `catalogctl reconcile` find them here. Order
 matters: `reviews` writes the tally the product documents copy their figures from, and
-`categories` aggregates the product documents written before it.
+`categories` keeps each product's contribution to its category, folded into the figures by a
+refresh beside the batches.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from pymongo import IndexModel
 
@@ -26,9 +27,6 @@ from catalog_contracts.read_models import Generation
 from catalog_read_models.generations import Db
 from catalog_read_models.ratings import Figures
 from catalog_read_models.store import Collection, Store
-
-if TYPE_CHECKING:
-    from catalog_read_models.categories import CategoryMarks
 
 
 @dataclass
@@ -47,14 +45,8 @@ class Batch:
     store: Store
     generation: Generation
     result: ApplyResult
-    # Every product event of the batch, superseded ones included (each names the categories a
-    # product was in and moves to).
-    product_events: list[ProductEvent]
     products: dict[str, ProductEvent]
     reviews: dict[str, ReviewEvent]
-    # Where the categories' marks go: written with those of the batches applied beside this one.
-    marks: CategoryMarks
-    mark_categories: bool = True
 
     def collection(self, logical: str) -> Collection:
         """This batch's generation's collection of a read model."""

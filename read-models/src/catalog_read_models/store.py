@@ -64,12 +64,6 @@ class Store(Protocol):
     ) -> list[bool]:
         """Apply each write unless the stored document is as new; False where it was."""
 
-    async def category_figures(
-        self, products: Collection, names: Iterable[str]
-    ) -> dict[str, dict[str, int]]:
-        """Per category with active products: product_count, in_stock_count, total_stock,
-        min_price_cents, max_price_cents of its active product documents."""
-
     async def find_by_ids(
         self,
         collection: Collection,
@@ -80,7 +74,7 @@ class Store(Protocol):
 
 
 class MongoStore:
-    """MongoDB: unordered bulk writes and one `$group` for category figures."""
+    """MongoDB: unordered bulk writes of version-guarded upserts."""
 
     async def find_by_ids(
         self,
@@ -124,27 +118,6 @@ class MongoStore:
             for error in errors:
                 applied[int(error["index"])] = False
         return applied
-
-    async def category_figures(
-        self, products: Collection, names: Iterable[str]
-    ) -> dict[str, dict[str, int]]:
-        """One aggregation over the active products of these categories."""
-        cursor = await products.aggregate(
-            [
-                {"$match": {"status": "active", "category": {"$in": sorted(set(names))}}},
-                {
-                    "$group": {
-                        "_id": "$category",
-                        "product_count": {"$sum": 1},
-                        "in_stock_count": {"$sum": {"$cond": [{"$gt": ["$stock", 0]}, 1, 0]}},
-                        "total_stock": {"$sum": "$stock"},
-                        "min_price_cents": {"$min": "$price_cents"},
-                        "max_price_cents": {"$max": "$price_cents"},
-                    }
-                },
-            ]
-        )
-        return {row.pop("_id"): row async for row in cursor}
 
 
 class DocumentDBStore(MongoStore):

@@ -28,6 +28,8 @@ REVIEWS_COLLECTION = "reviews"
 # The projector's own per-product tally of reviews, from which both product documents take
 # their rating figures; not served.
 RATINGS_COLLECTION = "product_ratings"
+# The projector's own ledger of what each product adds to its category's figures; not served.
+CATEGORY_MEMBERS_COLLECTION = "category_members"
 # How many of the newest published reviews the product page shows.
 LATEST_REVIEWS = 5
 
@@ -211,6 +213,7 @@ GENERATION_COLLECTIONS = (
     REVIEWS_COLLECTION,
     RATINGS_COLLECTION,
     CATEGORIES_COLLECTION,
+    CATEGORY_MEMBERS_COLLECTION,
 )
 
 
