@@ -194,6 +194,24 @@ def test_the_data_lives_in_named_volumes(
     assert used | {"dev-keys"} == declared
 
 
+def test_mongodb_is_a_replica_set_the_read_side_names(services: dict[str, Service]) -> None:
+    """The projector folds category figures in transactions, which MongoDB runs only on a
+    replica set: the server starts as one, its health check initiates it, and every MongoDB
+    URL names it."""
+    mongo = services["mongo"]
+    command = mongo["command"]
+    replica_set = command[command.index("--replSet") + 1]
+    assert "rs.initiate" in " ".join(mongo["healthcheck"]["test"])
+    urls = [
+        value
+        for service in services.values()
+        for key, value in (service.get("environment") or {}).items()
+        if key.endswith("MONGODB_URL")
+    ]
+    assert urls
+    assert all(f"replicaSet={replica_set}" in url for url in urls), urls
+
+
 def test_the_command_service_trusts_the_development_key_set(
     services: dict[str, Service],
 ) -> None:

@@ -30,11 +30,11 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from catalog_contracts.events import PRODUCT_EVENT_TYPES, ProductState
 from catalog_contracts.money import cents_to_price, format_price, price_to_cents
@@ -46,10 +46,10 @@ from catalog_contracts.read_models import (
 )
 from catalog_read_models.generations import Db
 from catalog_read_models.registry import Batch, Comparison, WriteModel
-from catalog_read_models.store import DUPLICATE_KEY, Collection, ReadModelUnavailable, Store
+from catalog_read_models.store import Collection, ReadModelUnavailable, Store, guarded_upserts
 from service_runtime.retry import Backoff
 
-FIGURES = ("product_count", "in_stock_count", "total_stock", "min_price", "max_price")
+T = TypeVar("T")
 PRICE_FIELDS = ("min_price", "max_price", "min_price_cents", "max_price_cents")
 # How many changed members one fold transaction moves into the figures.
 FOLD_CHUNK = 1000
@@ -66,7 +66,7 @@ DIRTY: Final = {"d": {"$gt": 0}}
 # lock after 20 ms: code 112); or the server ended the transaction under it (251).
 WRITE_CONFLICT = 112
 NO_SUCH_TRANSACTION = 251
-LOCK_WINDOWS = 3  # bounded windows of a lookup before the last, unbounded one
+BOUNDED_WINDOWS = 3  # bounded windows of a lookup before the last, unbounded one
 WINDOW_GROWTH = 8
 
 
@@ -84,10 +84,10 @@ FOLD_RACE = Backoff(
 )
 
 
-async def _in_turn(fn: Callable[[], Awaitable[int | None]]) -> int | None:
+async def _in_turn(fn: Callable[[], Awaitable[T]]) -> T:
     """`fn()`, tried again while it conflicts with another fold or a batch."""
 
-    async def attempt() -> int | None:
+    async def attempt() -> T:
         try:
             return await fn()
         except OperationFailure as exc:
@@ -100,25 +100,25 @@ async def _in_turn(fn: Callable[[], Awaitable[int | None]]) -> int | None:
     return await FOLD_RACE.call(attempt)
 
 
-def contribution(state: ProductState) -> dict[str, Any] | None:
-    """What a product in this state adds to its category's figures (nothing unless active)."""
-    if state.status != "active":
+def contribution(product: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What a product (a product_detail document) adds to its category's figures: nothing
+    unless it is active."""
+    if product.get("status") != "active":
         return None
     return {
-        "category": state.category,
-        "stock": int(state.stock),
-        "price_cents": price_to_cents(state.price),
+        "category": product["category"],
+        "stock": int(product["stock"]),
+        "price_cents": int(product["price_cents"]),
     }
 
 
-def detail_contribution(document: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The same, from a product_detail document."""
-    if document.get("status") != "active":
-        return None
+def _figure_fields(state: ProductState) -> dict[str, Any]:
+    """The fields of a product state that its contribution reads, as its documents hold them."""
     return {
-        "category": document["category"],
-        "stock": int(document["stock"]),
-        "price_cents": int(document["price_cents"]),
+        "status": state.status,
+        "category": state.category,
+        "stock": state.stock,
+        "price_cents": price_to_cents(state.price),
     }
 
 
@@ -136,6 +136,18 @@ def category_document(name: str, row: Mapping[str, Any]) -> dict[str, Any]:
         "min_price_cents": min_cents,
         "max_price_cents": max_cents,
     }
+
+
+def figures_update(name: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """The update that sets a category document to these figures (none: no active product)."""
+    if not row.get("product_count"):
+        return {
+            "$set": {"product_count": 0, "in_stock_count": 0, "total_stock": 0},
+            "$unset": dict.fromkeys(PRICE_FIELDS, ""),
+        }
+    document = category_document(name, row)
+    del document["_id"]
+    return {"$set": document}
 
 
 @dataclass
@@ -218,7 +230,7 @@ async def _lookup(
     step = max(1, math.ceil(WINDOW_GROWTH * span / max(1, count)))
     windows: list[dict[str, Any]] = []
     if start is not None:
-        for n in range(LOCK_WINDOWS):
+        for n in range(BOUNDED_WINDOWS):
             width = step * WINDOW_GROWTH**n
             bound = (
                 {"$gte": start, "$lt": start + width}
@@ -284,26 +296,18 @@ async def _fold_chunk(members: Collection, categories: Collection, ids: Sequence
             raise FoldRaced(f"{len(writes) - result.matched_count} members changed meanwhile")
         for name, change in changes.items():
             figures: dict[str, Any] = change.counts()
-            if figures["product_count"] <= 0:
-                await categories.update_one(
-                    {"_id": name},
-                    {
-                        "$set": {"product_count": 0, "in_stock_count": 0, "total_stock": 0},
-                        "$unset": dict.fromkeys(PRICE_FIELDS, ""),
-                    },
-                    session=session,
-                )
-                continue
             for key, lowest in (("min_price_cents", True), ("max_price_cents", False)):
+                if figures["product_count"] <= 0:
+                    break
                 pick = min if lowest else max
                 value, look = change.extreme(key, pick)
                 if look:
                     found = await _lookup(members, session, name, change.before, lowest)
                     value = pick((v for v in (value, found) if v is not None), default=None)
                 figures[key] = value
-            document = category_document(name, figures)
-            del document["_id"]
-            await categories.update_one({"_id": name}, {"$set": document}, session=session)
+            await categories.update_one(
+                {"_id": name}, figures_update(name, figures), session=session
+            )
         return len(docs)
 
 
@@ -318,7 +322,7 @@ async def fold(db: Db, generation: Generation) -> int:
         ids = [doc["_id"] async for doc in members.find(DIRTY, {"_id": 1}).limit(FOLD_CHUNK)]
         if not ids:
             break
-        folded += await _in_turn(functools.partial(_fold_chunk, members, categories, ids)) or 0
+        folded += await _in_turn(functools.partial(_fold_chunk, members, categories, ids))
         if len(ids) < FOLD_CHUNK:
             break
     return folded
@@ -345,14 +349,7 @@ async def write_members(
             # `$min`: the oldest change not folded in yet starts the staleness clock.
             update = {"$set": {"v": version, "c": part}, "$min": {"d": now}}
         operations.append(UpdateOne(guard, update, upsert=True))
-    try:
-        await members.bulk_write(operations, ordered=False)
-    except BulkWriteError as exc:
-        # A member at this version or newer fails the guard; the upsert then collides on _id.
-        errors = exc.details.get("writeErrors", [])
-        others = [e for e in errors if e.get("code") != DUPLICATE_KEY]
-        if others or exc.details.get("writeConcernErrors"):
-            raise ReadModelUnavailable(f"member write errors: {(others or errors)[:3]}") from exc
+    await guarded_upserts(members, operations)
 
 
 async def staleness_seconds(db: Db, generation: Generation) -> float:
@@ -385,15 +382,7 @@ async def _recount(members: Collection, categories: Collection, name: str) -> No
             session=session,
         )
         rows = await cursor.to_list()
-        if rows and rows[0]["product_count"]:
-            document = category_document(name, rows[0])
-            del document["_id"]
-            update: dict[str, Any] = {"$set": document}
-        else:
-            update = {
-                "$set": {"product_count": 0, "in_stock_count": 0, "total_stock": 0},
-                "$unset": dict.fromkeys(PRICE_FIELDS, ""),
-            }
+        update = figures_update(name, rows[0] if rows else {})
         await categories.update_one({"_id": name}, update, session=session)
 
 
@@ -409,7 +398,7 @@ async def _seed(
     fields = {"category": 1, "status": 1, "stock": 1, "price_cents": 1, "version": 1}
     async for doc in details.find(query, fields):
         names.add(doc["category"])
-        chunk[doc["_id"]] = (int(doc["version"]), detail_contribution(doc))
+        chunk[doc["_id"]] = (int(doc["version"]), contribution(doc))
         if len(chunk) >= FOLD_CHUNK:
             await write_members(members, chunk, folded=folded, or_same=True)
             chunk = {}
@@ -417,30 +406,26 @@ async def _seed(
     return names
 
 
-async def _recompute(db: Db, generation: Generation, categories: Iterable[str]) -> None:
-    names = sorted(set(categories))
-    if not names:
-        return
-    members = db[generation.collection(CATEGORY_MEMBERS_COLLECTION)]
-    # Products in these categories now, and those whose figures still count them there.
-    leaving = [doc["_id"] async for doc in members.find({"f.category": {"$in": names}}, {"_id": 1})]
-    await _seed(db, generation, {"category": {"$in": names}}, folded=False)
-    await _seed(db, generation, {"_id": {"$in": leaving}}, folded=False)
-    for name in names:
-        categories_ = db[generation.collection(CATEGORIES_COLLECTION)]
-        await _in_turn(functools.partial(_recount, members, categories_, name))
-    while await fold(db, generation):
-        pass
-
-
 async def recompute(
     db: Db, store: Store, generation: Generation, categories: Iterable[str]
 ) -> None:
     """Bring these categories back to what their product documents add up to (rebuild,
     reconcile): their members are written again from the product documents, the figures
-    recounted from what the members hold, and the differences folded in."""
-    del store  # the figures are the members', counted by the server in either store
-    await _recompute(db, generation, categories)
+    recounted from what the members hold, and the differences folded in. (`store` is not
+    needed: the server counts the members the same way in either store.)"""
+    names = sorted(set(categories))
+    if not names:
+        return
+    members = db[generation.collection(CATEGORY_MEMBERS_COLLECTION)]
+    figures = db[generation.collection(CATEGORIES_COLLECTION)]
+    # Products in these categories now, and those whose figures still count them there.
+    leaving = [doc["_id"] async for doc in members.find({"f.category": {"$in": names}}, {"_id": 1})]
+    await _seed(db, generation, {"category": {"$in": names}}, folded=False)
+    await _seed(db, generation, {"_id": {"$in": leaving}}, folded=False)
+    for name in names:
+        await _in_turn(functools.partial(_recount, members, figures, name))
+    while await fold(db, generation):
+        pass
 
 
 async def adopt(db: Db, generation: Generation) -> None:
@@ -473,7 +458,7 @@ class Categories:
         await write_members(
             batch.collection(CATEGORY_MEMBERS_COLLECTION),
             {
-                key: (event.state.version, contribution(event.state))
+                key: (event.state.version, contribution(_figure_fields(event.state)))
                 for key, event in batch.products.items()
             },
         )

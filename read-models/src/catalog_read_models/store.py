@@ -107,17 +107,23 @@ class MongoStore:
             # A stored document at this version or newer fails the filter; the upsert then
             # collides on _id (duplicate key), which means "already applied".
             operations.append(UpdateOne(write.guard, update, upsert=True))
-        applied = [True] * len(operations)
-        try:
-            await collection.bulk_write(operations, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            others = [e for e in errors if e.get("code") != DUPLICATE_KEY]
-            if others or exc.details.get("writeConcernErrors"):
-                raise ReadModelUnavailable(f"write errors: {(others or errors)[:3]}") from exc
-            for error in errors:
-                applied[int(error["index"])] = False
-        return applied
+        return await guarded_upserts(collection, operations)
+
+
+async def guarded_upserts(collection: Collection, operations: Sequence[UpdateOne]) -> list[bool]:
+    """One unordered bulk write of upserts whose filters guard a version; False where the
+    stored document was as new (the upsert then collided on `_id`: already applied)."""
+    applied = [True] * len(operations)
+    try:
+        await collection.bulk_write(list(operations), ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        others = [e for e in errors if e.get("code") != DUPLICATE_KEY]
+        if others or exc.details.get("writeConcernErrors"):
+            raise ReadModelUnavailable(f"write errors: {(others or errors)[:3]}") from exc
+        for error in errors:
+            applied[int(error["index"])] = False
+    return applied
 
 
 class DocumentDBStore(MongoStore):
